@@ -1,0 +1,58 @@
+"""Typed, multi-process data pipelines: one process per stage, chained by bounded queues.
+
+>>> from olympipe_typed import source, stage
+>>> @stage
+... def times_2(x: int) -> int:
+...     return x * 2
+>>> (source(range(5)) >> times_2).run(backend="inline")
+[0, 2, 4, 6, 8]
+"""
+
+from ._errors import PipelineError as PipelineError
+from ._errors import SourceError as SourceError
+from ._errors import StageError as StageError
+from ._errors import StageTypeError as StageTypeError
+from ._errors import WiringError as WiringError
+from ._errors import WorkerDied as WorkerDied
+from ._pipeline import CacheEnvelope as CacheEnvelope
+from ._pipeline import Pipeline as Pipeline
+from ._pipeline import run_all as run_all
+from ._pipeline import source as source
+from ._stage import Batch as Batch
+from ._stage import Stage as Stage
+from ._stage import batch as batch
+from ._stage import filter_stage as filter_stage
+from ._stage import flat_stage as flat_stage
+from ._stage import stage as stage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "CacheEnvelope",
+    "Pipeline",
+    "PipelineError",
+    "SourceError",
+    "Stage",
+    "StageError",
+    "StageTypeError",
+    "WiringError",
+    "WorkerDied",
+    "batch",
+    "filter_stage",
+    "flat_stage",
+    "run_all",
+    "source",
+    "stage",
+]
+
+
+def _fixup_module_metadata() -> None:
+    """Show public names as ``olympipe_typed.X`` in reprs, tracebacks and pickles (as trio does)."""
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("olympipe_typed."):
+            obj.__module__ = "olympipe_typed"
+
+
+_fixup_module_metadata()

@@ -1,0 +1,112 @@
+"""The exception hierarchy of olympipe_typed, and nothing else.
+
+Every exception here crosses process boundaries (a worker raises, the caller
+re-raises), so each one pickles: ``self.args`` always matches the constructor.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PipelineError",
+    "RemoteTraceback",
+    "SourceError",
+    "StageError",
+    "StageTypeError",
+    "WiringError",
+    "WorkerDied",
+]
+
+
+class PipelineError(Exception):
+    """Base class of every exception raised by olympipe_typed."""
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - named after CPython's _RemoteTraceback
+    """Carries a worker's formatted traceback text as the ``__cause__`` of the original error.
+
+    CPython's process pool does the same: the original exception keeps its type,
+    and its cause prints the traceback as it was in the worker.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class StageError(PipelineError):
+    """Raised when a stage function raises; the original exception is ``__cause__``."""
+
+    def __init__(self, stage: str, item_repr: str, message: str) -> None:
+        super().__init__(stage, item_repr, message)
+        self.stage = stage
+        self.item_repr = item_repr
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"stage {self.stage!r} failed on item {self.item_repr}: {self.message}"
+
+
+class WorkerDied(PipelineError):  # noqa: N818 - the contract's name
+    """Raised when a worker process exits abnormally (killed, segfault, ``os._exit``)."""
+
+    def __init__(self, stage: str, pid: int | None, exitcode: int | None) -> None:
+        super().__init__(stage, pid, exitcode)
+        self.stage = stage
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __str__(self) -> str:
+        if self.exitcode is not None and self.exitcode < 0:
+            import signal  # noqa: PLC0415 - only when formatting a rare error
+
+            try:
+                how = f"was killed by signal {signal.Signals(-self.exitcode).name}"
+            except ValueError:
+                how = f"was killed by signal {-self.exitcode}"
+            hint = " (SIGKILL: often the kernel's out-of-memory killer)" if self.exitcode == -9 else ""
+        else:
+            how, hint = f"exited with code {self.exitcode}", ""
+        return f"a worker of stage {self.stage!r} (pid {self.pid}) {how}{hint}"
+
+
+class SourceError(PipelineError):
+    """Raised when the source iterable raises; the original exception is ``__cause__``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StageTypeError(PipelineError, TypeError):
+    """Raised with ``check_types=True`` when an item does not match a stage's annotation."""
+
+    def __init__(self, stage: str, where: str, expected: str, actual: str, item_repr: str) -> None:
+        super().__init__(stage, where, expected, actual, item_repr)
+        self.stage = stage
+        self.where = where
+        self.expected = expected
+        self.actual = actual
+        self.item_repr = item_repr
+
+    def __str__(self) -> str:
+        return (
+            f"stage {self.stage!r} expected {self.expected} at its {self.where} "
+            f"but got {self.actual}: {self.item_repr}"
+        )
+
+
+class WiringError(PipelineError, TypeError):
+    """Raised when ``a >> b`` or ``a | b`` joins stages whose item types cannot meet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,192 @@
+"""Type hints of stage functions: reading them, checking edges, checking items.
+
+beartype is imported only when a check actually runs (it costs ~90 ms at import,
+see PEERS.md), so building or running a graph without checks never pays for it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, cast, final
+
+from ._errors import StageTypeError, WiringError
+
+
+@final
+class _Unknown:
+    """The hint of an unannotated parameter or result: fits anything."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unannotated>"
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Final = _Unknown()
+
+_ITERABLES: Final = (Iterable, Iterator, typing.Generator, list, tuple, set, frozenset)
+
+
+def callable_hints(fn: Callable[..., object]) -> tuple[object, object]:
+    """Return (first parameter hint, return hint) of ``fn``, UNKNOWN where unannotated.
+
+    String annotations (``from __future__ import annotations``) are resolved in
+    the function's globals; an annotation that cannot be resolved counts as UNKNOWN.
+    """
+    target: object = fn
+    if inspect.isclass(fn):
+        target = fn.__call__  # the item arrives at __call__
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation must not break wiring
+        hints = {}
+    try:
+        params = list(inspect.signature(target).parameters.values())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return UNKNOWN, UNKNOWN
+    if inspect.isclass(fn) and params and params[0].name == "self":
+        params = params[1:]
+    first = params[0].name if params else None
+    return hints.get(first, UNKNOWN) if first else UNKNOWN, hints.get("return", UNKNOWN)
+
+
+def element_hint(hint: object) -> object:
+    """The item type of an ``Iterable[X]``-like hint (a flat stage's result), else UNKNOWN."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is None or not args:
+        return UNKNOWN
+    try:
+        if origin in _ITERABLES or (
+            isinstance(origin, type) and issubclass(origin, Iterable) and origin is not dict
+        ):
+            return args[0]
+    except TypeError:
+        return UNKNOWN
+    return UNKNOWN
+
+
+def list_of(hint: object) -> object:
+    """``list[hint]``, or UNKNOWN when ``hint`` is."""
+    if hint is UNKNOWN:
+        return UNKNOWN
+    generic: Any = list
+    return generic[hint]
+
+
+def union_of(hints: Iterable[object]) -> object:
+    """The union of several hints; UNKNOWN if any of them is."""
+    members = list(hints)
+    if not members or any(h is UNKNOWN for h in members):
+        return UNKNOWN
+    result: Any = members[0]
+    for h in members[1:]:
+        result = result if result == h else result | h
+    return result
+
+
+def _is_open(hint: object) -> bool:
+    """True for hints that accept or produce anything: Any, object, TypeVars, UNKNOWN."""
+    if hint is UNKNOWN or hint is typing.Any or hint is object or isinstance(hint, typing.TypeVar):
+        return True
+    return any(_is_open(a) for a in typing.get_args(hint) if not isinstance(a, list))
+
+
+# PEP 484's numeric tower: mypy accepts an int where a float is expected, beartype does not.
+_TOWER: Final[dict[object, object]] = {float: float | int, complex: complex | float | int}
+
+
+def _widen(hint: object) -> object:
+    """``hint`` with float and complex widened as PEP 484 reads them, recursively."""
+    if hint in _TOWER:
+        return _TOWER[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is None or not args:
+        return hint
+    try:
+        if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+            return union_of(_widen(a) for a in args)
+        generic: Any = hint if hasattr(hint, "__getitem__") else origin
+        return generic[tuple(_widen(a) for a in args)]
+    except TypeError:
+        return hint
+
+
+def fits(produced: object, expected: object) -> bool:
+    """Whether items of hint ``produced`` may flow into a parameter of hint ``expected``.
+
+    Accepts what mypy accepts: unannotated, Any and TypeVar hints fit anything,
+    an int fits a float, a subclass fits its base.
+    """
+    if _is_open(produced) or _is_open(expected):
+        return True
+    from beartype.door import is_subhint  # noqa: PLC0415 - ~90 ms import, only when checking
+
+    members = typing.get_args(produced) if _is_union(produced) else (produced,)
+    try:
+        widened = _widen(expected)
+        return all(
+            is_subhint(cast("Any", m), cast("Any", expected))
+            or is_subhint(cast("Any", m), cast("Any", widened))
+            for m in members
+        )
+    except Exception:  # noqa: BLE001 - a hint beartype cannot compare is not a wiring error
+        return True
+
+
+def _is_union(hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    return origin is typing.Union or str(origin) == "<class 'types.UnionType'>"
+
+
+def hint_repr(hint: object) -> str:
+    """A hint as a person reads it: ``int``, ``list[str]``, ``<unannotated>``."""
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__qualname__
+    return repr(hint).replace("typing.", "")
+
+
+def check_edge(producer: str, produced: object, consumer: str, expected: object) -> None:
+    """Raise WiringError when ``producer``'s items cannot be ``consumer``'s input."""
+    if not fits(produced, expected):
+        msg = (
+            f"stage {producer!r} produces {hint_repr(produced)} but stage {consumer!r} "
+            f"expects {hint_repr(expected)}"
+        )
+        raise WiringError(msg)
+
+
+def item_checker(stage: str, where: str, hint: object) -> Callable[[object], None] | None:
+    """A function raising StageTypeError for items that do not match ``hint`` (None: no check)."""
+    if _is_open(hint) and typing.get_origin(hint) is None:
+        return None
+    from beartype.door import is_bearable  # noqa: PLC0415 - only with check_types=True
+
+    expected = _widen(hint)
+    shown = hint_repr(hint)
+
+    def check(item: object) -> None:
+        try:
+            ok = is_bearable(item, cast("Any", expected))
+        except Exception:  # noqa: BLE001 - a hint beartype cannot check passes
+            ok = True
+        if not ok:
+            raise StageTypeError(stage, where, shown, type(item).__qualname__, short_repr(item))
+
+    return check
+
+
+def short_repr(item: object, limit: int = 200) -> str:
+    """``repr(item)``, cut to ``limit`` characters, never raising."""
+    try:
+        text = repr(item)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+        text = f"<{type(item).__qualname__} object; repr() raised {type(exc).__name__}>"
+    if len(text) > limit:
+        text = f"{text[: limit - 20]}...<{len(text) - limit + 20} more chars>"
+    return text

@@ -1,0 +1,340 @@
+"""Operators: what one stage does to items, the same code on every backend.
+
+An ``Op`` is the picklable description of a graph node (a stage function and
+its options). ``Op.open()`` builds, inside the worker that runs it, a
+``Processor`` that turns each input into zero or more outputs:
+
+    process(item, emit)   called once per input item, calls emit(output) 0..n times
+    poll(now, emit)       called when idle, for time-based behaviour (temporal batches)
+    flush(emit)           called once at end of stream (a partial batch, a reduction)
+    close()               called once per worker at the end (class stages' close())
+
+Backends differ only in where and how often these are called, which is what
+makes ``"inline"`` the reference semantics of every other backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Literal, TypeAlias, cast
+
+from typing_extensions import Never
+
+from ._errors import StageError
+from ._hints import UNKNOWN, item_checker, short_repr
+
+Emit: TypeAlias = Callable[[object], None]
+# The item type is not known where options are declared: any (item, exc) -> replacement.
+ErrorPolicy: TypeAlias = Literal["raise", "skip"] | Callable[[Never, Exception], object]
+Kind: TypeAlias = Literal[
+    "map",
+    "flat",
+    "filter",
+    "batch",
+    "temporal_batch",
+    "reduce",
+    "limit",
+    "timeout",
+    "merge",
+]
+
+# Kinds that keep state across items, so one worker must see every item in order.
+STATEFUL: Final = frozenset({"batch", "temporal_batch", "reduce", "limit", "timeout"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options every stage kind takes; checked when the stage is declared."""
+
+    name: str | None = None
+    workers: int = 1
+    ordered: bool = True
+    queue_size: int | None = None
+    on_error: ErrorPolicy = "raise"
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked at decoration time, for callers that mypy does not see.
+        check_int("workers", self.workers, 1)
+        if self.queue_size is not None:
+            check_int("queue_size", self.queue_size, 1)
+        check_int("retries", self.retries, 0)
+        _check_policy(self.on_error)
+        _check_name(self.name)
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """Raise ValueError unless ``value`` is an int >= ``minimum`` (message names all three)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        msg = f"{name} must be an int >= {minimum} (got {value!r})"
+        raise ValueError(msg)
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` is a positive number of seconds."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        msg = f"{name} must be > 0 seconds (got {value!r})"
+        raise ValueError(msg)
+
+
+def _check_policy(value: object) -> None:
+    if value not in ("raise", "skip") and not callable(value):
+        msg = f"on_error must be 'raise', 'skip' or a callable (got {value!r})"
+        raise ValueError(msg)
+
+
+def _check_name(value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        msg = f"name must be a non-empty str or None (got {value!r})"
+        raise ValueError(msg)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSpec:
+    """A stateful stage: the instance is built once per worker, inside the worker."""
+
+    cls: type
+    args: tuple[object, ...]
+    kwargs: dict[str, object]
+    method: str = "__call__"
+    close_method: str | None = "close"
+
+    def build(self) -> tuple[Callable[[Any], Any], Callable[[], object] | None]:
+        instance = self.cls(*self.args, **self.kwargs)
+        closer = getattr(instance, self.close_method, None) if self.close_method else None
+        return getattr(instance, self.method), closer
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Op:
+    """One graph node: the kind of operator, its function or class, its options and hints."""
+
+    kind: Kind
+    fn: Callable[..., object] | ClassSpec | None
+    options: Options = Options()
+    label: str = "stage"
+    in_hint: object = UNKNOWN
+    out_hint: object = UNKNOWN
+    # Kind-specific parameters: batch size, seconds, an accumulator.
+    size: int = 0
+    seconds: float | None = None
+    keep_incomplete: bool = True
+    initial: object = None
+
+    @property
+    def name(self) -> str:
+        return self.options.name or self.label
+
+    @property
+    def stateful(self) -> bool:
+        return self.kind in STATEFUL
+
+    def replace(self, **changes: object) -> Op:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def open(self, name: str | None = None, *, check_types: bool = False) -> Processor:
+        """Build this node's processor; call it in the worker that will run it."""
+        return Processor(self, name or self.name, check_types=check_types)
+
+
+class Processor:
+    """The live state of one worker of one node (see the module docstring)."""
+
+    def __init__(self, op: Op, name: str, *, check_types: bool) -> None:
+        self.op = op
+        self.name = name
+        self.exhausted = False  # True once the node wants no more input (limit, timeout)
+        self._closer: Callable[[], object] | None = None
+        fn: Callable[..., Any] | ClassSpec | None = op.fn
+        if isinstance(fn, ClassSpec):
+            spec = fn
+            try:
+                fn, self._closer = spec.build()
+            except Exception as exc:
+                msg = f"{type(exc).__name__}: {exc} (while constructing {spec.cls.__qualname__})"
+                raise StageError(name, "<none: building the stage>", msg) from exc
+        self._fn: Callable[..., Any] | None = fn
+        self._check_in = item_checker(name, "input", op.in_hint) if check_types else None
+        self._check_out = item_checker(name, "output", op.out_hint) if check_types else None
+        self._buffer: list[object] = []
+        self._started = time.monotonic()
+        self._last = self._started
+        self._acc = op.initial
+        self._seen = 0
+        self.process: Callable[[object, Emit], None] = getattr(self, f"_{op.kind}")
+
+    # -- calling the user's function, with retries, on_error and type checks --
+
+    def _call(self, item: object) -> tuple[bool, Any]:
+        """Return (True, result), or (False, replacement-or-None) when on_error handled it."""
+        if self._check_in is not None:
+            self._check_in(item)
+        fn = self._fn
+        assert fn is not None
+        attempts = self.op.options.retries + 1
+        for attempt in range(attempts):
+            try:
+                return True, fn(item)
+            except Exception as exc:
+                if attempt + 1 < attempts:
+                    continue
+                return self._failed(item, exc)
+        raise AssertionError  # pragma: no cover - the loop always returns
+
+    def _failed(self, item: object, exc: Exception) -> tuple[bool, Any]:
+        policy = self.op.options.on_error
+        if policy == "skip":
+            self.skipped += 1
+            return False, None
+        if callable(policy):
+            replace = cast("Callable[[object, Exception], object]", policy)
+            return False, (replace(item, exc),)
+        msg = f"{type(exc).__name__}: {exc}"
+        raise StageError(self.name, short_repr(item), msg) from exc
+
+    skipped = 0
+
+    def _emit_checked(self, value: object, emit: Emit) -> None:
+        if self._check_out is not None:
+            self._check_out(value)
+        emit(value)
+
+    # -- one method per kind, chosen once in __init__ --
+
+    def _map(self, item: object, emit: Emit) -> None:
+        ok, value = self._call(item)
+        if ok:
+            self._emit_checked(value, emit)
+        elif value is not None:
+            self._emit_checked(value[0], emit)
+
+    def _flat(self, item: object, emit: Emit) -> None:
+        if self._fn is None:  # explode() with no function: the item is the iterable
+            for value in cast("Iterable[object]", item):
+                self._emit_checked(value, emit)
+            return
+        ok, value = self._call(item)
+        if not ok:
+            if value is not None:
+                self._emit_checked(value[0], emit)
+            return
+        try:
+            outputs = list(cast("Iterable[object]", value))
+        except Exception as exc:  # a generator stage raising half-way fails the item
+            ok, value = self._failed(item, exc)
+            if value is not None:
+                self._emit_checked(value[0], emit)
+            return
+        for out in outputs:
+            self._emit_checked(out, emit)
+
+    def _filter(self, item: object, emit: Emit) -> None:
+        if self._fn is None:  # filter() with no function drops None
+            if item is not None:
+                emit(item)
+            return
+        ok, keep = self._call(item)
+        if ok:
+            if keep:
+                emit(item)
+        elif keep is not None:
+            emit(keep[0])
+
+    def _merge(self, item: object, emit: Emit) -> None:
+        emit(item)
+
+    def _batch(self, item: object, emit: Emit) -> None:
+        if not self._buffer:
+            self._started = time.monotonic()
+        self._buffer.append(item)
+        if len(self._buffer) >= self.op.size:
+            self._emit_buffer(emit)
+
+    def _temporal_batch(self, item: object, emit: Emit) -> None:
+        self.poll(time.monotonic(), emit)
+        if not self._buffer:
+            self._started = time.monotonic()
+        self._buffer.append(item)
+
+    def _reduce(self, item: object, emit: Emit) -> None:
+        fn = self._fn
+        assert fn is not None
+        try:
+            self._acc = fn(item, self._acc)  # olympipe's order: reducer(item, accumulator)
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            raise StageError(self.name, short_repr(item), msg) from exc
+
+    def _limit(self, item: object, emit: Emit) -> None:
+        if self._seen < self.op.size:
+            self._seen += 1
+            emit(item)
+        self.exhausted = self._seen >= self.op.size
+
+    def _timeout(self, item: object, emit: Emit) -> None:
+        now = time.monotonic()
+        self.poll(now, emit)
+        if not self.exhausted:
+            self._last = now
+            emit(item)
+
+    def _emit_buffer(self, emit: Emit) -> None:
+        batch, self._buffer = self._buffer, []
+        self._emit_checked(batch, emit)
+
+    # -- end of stream and idle time --
+
+    def deadline(self) -> float | None:
+        """The monotonic time at which ``poll`` has something to do, or None."""
+        seconds = self.op.seconds
+        if seconds is None or self.exhausted:
+            return None
+        if self.op.kind == "timeout":
+            return self._last + seconds
+        if self.op.kind in ("batch", "temporal_batch") and self._buffer:
+            return self._started + seconds
+        return None
+
+    def poll(self, now: float, emit: Emit) -> None:
+        """Time-based behaviour: flush a batch whose time is up, end an idle stream."""
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return
+        if self.op.kind == "timeout":
+            self.exhausted = True
+        else:
+            self._emit_buffer(emit)
+
+    def flush(self, emit: Emit) -> None:
+        """End of stream: emit what the node still holds."""
+        if self.op.kind == "reduce":
+            self._emit_checked(self._acc, emit)
+        elif self._buffer and (self.op.kind == "temporal_batch" or self.op.keep_incomplete):
+            self._emit_buffer(emit)
+        self._buffer = []
+
+    def close(self) -> None:
+        """Once per worker at the end: a class stage's close()."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer()
+
+
+def label_of(fn: object) -> str:
+    """A stage's default name: the function's or class's name."""
+    return str(getattr(fn, "__name__", None) or type(fn).__name__)
+
+
+def iter_outputs(op: Op, items: Iterable[object]) -> list[object]:
+    """Run ``op`` over ``items`` in this thread (stage unit tests, ``Stage.__call__``)."""
+    proc = op.open()
+    out: list[object] = []
+    try:
+        for item in items:
+            proc.process(item, out.append)
+        proc.flush(out.append)
+    finally:
+        proc.close()
+    return out

@@ -1,0 +1,520 @@
+"""``Pipeline[T]``: a flow of ``T`` items; ``>>``, ``|``, run/stream, and the olympipe-style methods.
+
+A pipeline is a node of a DAG that starts nothing when built. ``run()``,
+``stream()`` and ``run_all()`` compile the DAG behind the pipelines asked
+for (a node shared by several of them runs once) and hand it to a backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, cast, Literal, ParamSpec, TypeVar, final, overload
+
+from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
+from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of
+from ._stage import Batch, _Call, as_template, make_op
+from ._template import Leaf
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T_co = TypeVar("T_co", covariant=True)
+T = TypeVar("T")
+R = TypeVar("R")
+C = TypeVar("C")
+A = TypeVar("A")
+B = TypeVar("B")
+D = TypeVar("D")
+E = TypeVar("E")
+P = ParamSpec("P")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
+T7 = TypeVar("T7")
+T8 = TypeVar("T8")
+
+Backend = Literal["process", "thread", "inline", "ray"]
+BACKENDS: tuple[Backend, ...] = ("process", "thread", "inline", "ray")
+
+__all__ = ["Backend", "CacheEnvelope", "Pipeline", "run_all", "source"]
+
+
+@final
+class CacheEnvelope(Generic[T_co]):
+    """A ``cached_task`` result and the cache key it was stored under; ``uncache()`` unwraps it."""
+
+    __slots__ = ("data", "key")
+
+    def __init__(self, data: T_co, key: str) -> None:
+        self.data = data
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"CacheEnvelope({self.data!r}, key={self.key[:12]!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CacheEnvelope):
+            return False
+        theirs = cast("CacheEnvelope[object]", other)
+        return (self.data, self.key) == (theirs.data, theirs.key)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __reduce__(self) -> tuple[type[CacheEnvelope[T_co]], tuple[T_co, str]]:
+        return (CacheEnvelope, (self.data, self.key))
+
+
+@final
+class Pipeline(Generic[T_co]):
+    """A flow of ``T`` items: a source and the stages applied to it.
+
+    Build it from any iterable (``Pipeline(data)`` or ``source(data)``), extend it
+    with ``>> stage`` or the olympipe-style methods, then run it.
+
+    >>> from olympipe_typed import stage
+    >>> (Pipeline(range(4)).task(lambda x: x * 10) >> stage(str)).run(backend="inline")
+    ['0', '10', '20', '30']
+    """
+
+    __slots__ = ("_node",)
+
+    def __init__(self, datas: Iterable[T_co], /) -> None:
+        _check_instance("a pipeline's source", datas, Iterable, "an iterable")
+        self._node: PNode = SourceNode(SourceSpec(datas))
+
+    def _then(self, op: Op) -> Pipeline[Any]:
+        return _wrap(apply(self._node, Leaf(op)))
+
+    # -- composition --
+
+    @overload
+    def __rshift__(self, other: Batch, /) -> Pipeline[list[T_co]]: ...
+    @overload
+    def __rshift__(self, other: _Call[T_co, R], /) -> Pipeline[R]: ...
+    def __rshift__(self, other: object, /) -> Pipeline[Any]:
+        return _wrap(apply(self._node, as_template(other)))
+
+    def __or__(self, other: Pipeline[R], /) -> Pipeline[T_co | R]:
+        """Gather two flows into one."""
+        _check_instance("the right operand of |", other, Pipeline, "a Pipeline")
+        return _wrap(gather([self._node, other._node]))
+
+    # -- running --
+
+    def run(
+        self,
+        *,
+        backend: Backend = "process",
+        progress: bool = False,
+        check_types: bool = False,
+    ) -> list[T_co]:
+        """Run the pipeline and return every output item, in order.
+
+        Args:
+            backend: ``"process"`` (one process per stage worker), ``"thread"``,
+                ``"inline"`` (sequential, in this thread) or ``"ray"``.
+            progress: show live per-stage progress.
+            check_types: check every item against each stage's annotations.
+        """
+        return run_all(self, backend=backend, progress=progress, check_types=check_types)[0]
+
+    def stream(
+        self,
+        *,
+        backend: Backend = "process",
+        progress: bool = False,
+        check_types: bool = False,
+    ) -> Iterator[T_co]:
+        """Yield output items as they come, in order, with bounded memory.
+
+        Leaving the loop early shuts the pipeline down.
+        """
+        from ._runner import execute  # noqa: PLC0415 - backends load when something runs
+
+        graph = compile_graph([self._node])
+        events = execute(graph, backend=backend, progress=progress, check_types=check_types)
+        try:
+            for _, item in events:
+                yield cast("T_co", item)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[T_co]:
+        return self.stream()
+
+    def wait_for_completion(
+        self, other_pipes: Sequence[Pipeline[object]] | None = None, *, backend: Backend = "process"
+    ) -> None:
+        """Run, discarding outputs (for pipelines whose stages are sinks)."""
+        from ._runner import execute  # noqa: PLC0415
+
+        graph = compile_graph([self._node, *(p._node for p in other_pipes or ())])
+        for _ in execute(graph, backend=backend):
+            pass
+
+    # -- the olympipe-style fluent API --
+
+    def task(self, task: Callable[[T_co], R], count: int = 1) -> Pipeline[R]:
+        """Apply ``task`` to each item, with ``count`` workers; order kept."""
+        return self._then(_op("map", task, Options(workers=count)))
+
+    @overload
+    def filter(self: Pipeline[R | None]) -> Pipeline[R]: ...
+    @overload
+    def filter(self, keep_if_true: Callable[[T_co], bool]) -> Pipeline[T_co]: ...
+    def filter(self, keep_if_true: Callable[[T_co], bool] | None = None) -> Pipeline[object]:
+        """Keep items for which ``keep_if_true`` is true; without it, drop ``None``s."""
+        if keep_if_true is None:
+            return self._then(Op("filter", None, label="filter(not None)"))
+        return self._then(_op("filter", keep_if_true, Options()))
+
+    @overload
+    def explode(self: Pipeline[Iterable[R]]) -> Pipeline[R]: ...
+    @overload
+    def explode(self, explode_function: Callable[[T_co], Iterable[R]]) -> Pipeline[R]: ...
+    def explode(
+        self, explode_function: Callable[[T_co], Iterable[object]] | None = None
+    ) -> Pipeline[object]:
+        """Replace each item by the items of ``explode_function(item)`` (or of the item itself)."""
+        if explode_function is None:
+            return self._then(Op("flat", None, label="explode"))
+        return self._then(_op("flat", explode_function, Options()))
+
+    def batch(self, batch_size: int = 2, keep_incomplete_batch: bool = True) -> Pipeline[list[T_co]]:
+        """Group items into lists of ``batch_size``; keep or drop the last short one."""
+        check_int("batch_size", batch_size, 1)
+        op = Op("batch", None, label=f"batch({batch_size})", size=batch_size)
+        return self._then(op.replace(keep_incomplete=keep_incomplete_batch))
+
+    def temporal_batch(self, time_interval: float) -> Pipeline[list[T_co]]:
+        """Group the items that arrive within each ``time_interval`` seconds."""
+        check_seconds("time_interval", time_interval)
+        label = f"temporal_batch({time_interval}s)"
+        return self._then(Op("temporal_batch", None, label=label, seconds=time_interval))
+
+    def reduce(self, accumulator: R, reducer: Callable[[T_co, R], R]) -> Pipeline[R]:
+        """Fold every item into ``accumulator`` with ``reducer(item, acc)``; emit the result once."""
+        op = Op("reduce", reducer, label=f"reduce({label_of(reducer)})", initial=accumulator)
+        return self._then(op)
+
+    def class_task(
+        self,
+        class_constructor: type[C],
+        class_method: Callable[[C, T_co], R],
+        class_args: Sequence[object] | None = None,
+        close_method: Callable[[C], object] | None = None,
+        class_kwargs: dict[str, object] | None = None,
+        count: int = 1,
+    ) -> Pipeline[R]:
+        """Build ``class_constructor(*class_args, **class_kwargs)`` once per worker; call its method."""
+        spec = ClassSpec(
+            class_constructor,
+            tuple(class_args or ()),
+            dict(class_kwargs or {}),
+            method=label_of(class_method),
+            close_method=label_of(close_method) if close_method is not None else None,
+        )
+        return self._then(_op("map", spec, Options(workers=count)))
+
+    def limit(self, packet_limit: int) -> Pipeline[T_co]:
+        """Keep the first ``packet_limit`` items, then stop reading the source."""
+        check_int("packet_limit", packet_limit, 0)
+        return self._then(Op("limit", None, label=f"limit({packet_limit})", size=packet_limit))
+
+    def timeout(self, timeout: float) -> Pipeline[T_co]:
+        """End the stream when no item has arrived for ``timeout`` seconds (an inactivity limit)."""
+        check_seconds("timeout", timeout)
+        return self._then(Op("timeout", None, label=f"timeout({timeout}s)", seconds=timeout))
+
+    @overload
+    def split(
+        self, split_function: Callable[[T_co], tuple[A | None, B | None]], n: int | None = None
+    ) -> tuple[Pipeline[A], Pipeline[B]]: ...
+    @overload
+    def split(
+        self,
+        split_function: Callable[[T_co], tuple[A | None, B | None, D | None]],
+        n: int | None = None,
+    ) -> tuple[Pipeline[A], Pipeline[B], Pipeline[D]]: ...
+    @overload
+    def split(
+        self,
+        split_function: Callable[[T_co], tuple[A | None, B | None, D | None, E | None]],
+        n: int | None = None,
+    ) -> tuple[Pipeline[A], Pipeline[B], Pipeline[D], Pipeline[E]]: ...
+    @overload
+    def split(
+        self, split_function: Callable[[T_co], tuple[R | None, ...]], n: int
+    ) -> tuple[Pipeline[R], ...]: ...
+    def split(
+        self, split_function: Callable[[T_co], tuple[object, ...]], n: int | None = None
+    ) -> tuple[Pipeline[object], ...]:
+        """Route each item to several branches: branch i gets ``split_function(item)[i]`` unless None.
+
+        The split function runs once per item, and each branch is a pipeline of its own.
+        """
+        count = n if n is not None else _tuple_length(split_function)
+        shared: Pipeline[tuple[object, ...]] = self._then(_op("map", split_function, Options()))
+        return tuple(
+            shared._then(Op("flat", _Pick(i), label=f"split[{i}]")) for i in range(count)
+        )
+
+    def gather(self, *others: Pipeline[R]) -> Pipeline[T_co | R]:
+        """Merge this flow with ``others`` into one."""
+        return _wrap(gather([self._node, *(o._node for o in others)]))
+
+    def debug(self) -> Pipeline[T_co]:
+        """Print each item as it passes (with the stage's name), unchanged."""
+        return self._then(Op("map", _Debug(), label="debug"))
+
+    def cached_task(
+        self, task: Callable[[T_co], R], cache_dir: str | os.PathLike[str], count: int = 1
+    ) -> Pipeline[CacheEnvelope[R]]:
+        """Apply ``task`` once per distinct item across runs, caching results in ``cache_dir``.
+
+        The key covers the function's code and the item; writes are atomic.
+        ``uncache()`` turns the envelopes back into results.
+        """
+        cached = _Cached(task, os.fspath(cache_dir))
+        op = Op("map", cached, Options(workers=count), label=f"cached({label_of(task)})")
+        return self._then(op)
+
+    def uncache(self: Pipeline[CacheEnvelope[R]]) -> Pipeline[R]:
+        """The results inside ``cached_task``'s envelopes."""
+        return self._then(Op("map", _uncache, label="uncache"))
+
+    def start(self) -> Self:
+        """Olympipe compatibility: running starts at ``wait_for_result()``; returns ``self``."""
+        return self
+
+    def wait_for_result(self) -> list[T_co]:
+        """Run the pipeline and return its outputs (olympipe's name for ``run()``)."""
+        return self.run()
+
+    def wait_for_results(
+        self, other_pipes: Sequence[Pipeline[R]] | None = None
+    ) -> list[list[T_co | R]]:
+        """Run this pipeline and ``other_pipes`` as one graph; one list of results each."""
+        return Pipeline.wait_for_all_results([self, *(other_pipes or ())])
+
+    def wait_and_reduce(self, accumulator: R, reducer: Callable[[T_co, R], R]) -> R:
+        """Run, folding outputs with ``reducer(item, acc)``; return the final accumulator."""
+        return self.reduce(accumulator, reducer).run()[0]
+
+    @staticmethod
+    def wait_for_all_results(pipes: Sequence[Pipeline[T]]) -> list[list[T]]:
+        """Run several pipelines as one graph (shared parts once); one list of results each."""
+        return list(run_all(*pipes))
+
+    def __repr__(self) -> str:
+        return f"<Pipeline ending at {_node_name(self._node)}>"
+
+
+def _wrap(node: PNode) -> Pipeline[Any]:
+    """A pipeline object for an already-built node (``Pipeline()`` itself takes an iterable)."""
+    p: Pipeline[Any] = Pipeline.__new__(Pipeline)
+    p._node = node
+    return p
+
+
+def _node_name(node: PNode) -> str:
+    from ._graph import producer_name  # noqa: PLC0415
+
+    return producer_name(node)
+
+
+def _op(kind: Literal["map", "flat", "filter"], fn: object, options: Options) -> Op:
+    if isinstance(fn, ClassSpec):
+        return make_op(kind, fn, options)
+    if not callable(fn):
+        msg = f"expected a callable, got {type(fn).__qualname__}"
+        raise TypeError(msg)
+    return make_op(kind, fn, options)
+
+
+def _check_instance(what: str, value: object, cls: type, expected: str) -> None:
+    if not isinstance(value, cls):
+        msg = f"{what} must be {expected} (got {type(value).__qualname__})"
+        raise TypeError(msg)
+
+
+def _tuple_length(fn: Callable[..., object]) -> int:
+    """How many branches ``split`` makes, from ``fn``'s ``tuple[...]`` return annotation."""
+    import typing  # noqa: PLC0415
+
+    try:
+        ret = typing.get_type_hints(fn).get("return")
+    except Exception:  # noqa: BLE001 - no usable annotation: ask for n below
+        ret = None
+    args = typing.get_args(ret)
+    if typing.get_origin(ret) is tuple and args and args[-1] is not Ellipsis:
+        return len(args)
+    msg = f"cannot tell how many branches {label_of(fn)!r} returns: annotate it or pass n="
+    raise ValueError(msg)
+
+
+@final
+class _Pick:
+    """``split`` branch i: the i-th element of the split function's tuple, unless None."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(self, parts: tuple[object, ...]) -> list[object]:
+        value = parts[self.index] if self.index < len(parts) else None
+        return [] if value is None else [value]
+
+
+@final
+class _Debug:
+    __slots__ = ()
+
+    def __call__(self, item: T) -> T:
+        print(f"[debug pid={os.getpid()}] {item!r}", flush=True)
+        return item
+
+
+def _uncache(envelope: CacheEnvelope[T]) -> T:
+    return envelope.data
+
+
+@final
+class _Cached(Generic[T, R]):
+    """``cached_task``'s function: look the item up on disk, else compute and store atomically."""
+
+    def __init__(self, fn: Callable[[T], R], cache_dir: str) -> None:
+        import cloudpickle  # noqa: PLC0415
+
+        self.fn = fn
+        self.cache_dir = cache_dir
+        code = getattr(fn, "__code__", None)
+        # The function's identity in the key: its code and constants when it has them.
+        basis = pickle.dumps((code.co_code, repr(code.co_consts))) if code else cloudpickle.dumps(fn)
+        self.fn_hash = hashlib.sha256(basis).hexdigest()[:16]
+        self.__name__ = label_of(fn)
+
+    def __call__(self, item: T) -> CacheEnvelope[R]:
+        import cloudpickle  # noqa: PLC0415
+
+        key = hashlib.sha256(self.fn_hash.encode() + cloudpickle.dumps(item)).hexdigest()
+        folder = os.path.join(self.cache_dir, self.fn_hash)
+        path = os.path.join(folder, f"{key}.pkl")
+        try:
+            with open(path, "rb") as f:
+                return CacheEnvelope(pickle.load(f), key)  # noqa: S301 - our own cache files
+        except FileNotFoundError:
+            pass
+        result = self.fn(item)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                cloudpickle.dump(result, f)
+            os.replace(tmp, path)  # atomic: a reader sees the old state or the whole file
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return CacheEnvelope(result, key)
+
+
+@overload
+def source(data: Iterable[T], /) -> Pipeline[T]: ...
+@overload
+def source(fn: Callable[P, Iterable[T]], /) -> Callable[P, Pipeline[T]]: ...
+def source(data: object, /) -> object:
+    """A pipeline reading ``data``, any iterable, generators included; or a reusable source.
+
+    On a generator function, ``@source`` makes a function that returns a
+    pipeline; the generator runs only when the pipeline runs.
+
+    >>> source([1, 2, 3]).run(backend="inline")
+    [1, 2, 3]
+    >>> @source
+    ... def countdown(n: int) -> Iterator[int]:
+    ...     yield from range(n, 0, -1)
+    >>> countdown(3).run(backend="inline")
+    [3, 2, 1]
+    """
+    if isinstance(data, Iterable):
+        return Pipeline(cast("Iterable[object]", data))
+    if callable(data):
+        return _SourceFactory(cast("Callable[..., Iterable[object]]", data))
+    msg = f"source() takes an iterable or a generator function (got {type(data).__qualname__})"
+    raise TypeError(msg)
+
+
+@final
+class _SourceFactory:
+    """What ``@source`` returns: calling it gives a pipeline over ``fn(*args, **kwargs)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Iterable[object]]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: object, **kwargs: object) -> Pipeline[Any]:
+        spec = SourceSpec(None, self.fn, args, kwargs, name=label_of(self.fn))
+        return _wrap(SourceNode(spec))  # noqa: SLF001
+
+    def __repr__(self) -> str:
+        return f"source({label_of(self.fn)})"
+
+
+# fmt: off
+@overload
+def run_all(p1: Pipeline[T1], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+@overload
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], p8: Pipeline[T8], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+@overload
+def run_all(*pipelines: Pipeline[T], backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T], ...]: ...
+# fmt: on
+def run_all(
+    *pipelines: Pipeline[object],
+    backend: Backend = "process",
+    progress: bool = False,
+    check_types: bool = False,
+) -> tuple[list[Any], ...]:
+    """Run several pipelines as one graph; return one list of outputs per pipeline.
+
+    A node they share runs once, and every item it emits reaches every child
+    (broadcast, never competition).
+
+    >>> from olympipe_typed import stage
+    >>> base = source(range(4))
+    >>> run_all(base >> stage(lambda x: x + 1), base >> stage(str), backend="inline")
+    ([1, 2, 3, 4], ['0', '1', '2', '3'])
+    """
+    from ._runner import execute  # noqa: PLC0415
+
+    for p in pipelines:
+        _check_instance("each argument of run_all()", p, Pipeline, "a Pipeline")
+    graph = compile_graph([p._node for p in pipelines])  # noqa: SLF001
+    results: list[list[Any]] = [[] for _ in pipelines]
+    for index, item in execute(graph, backend=backend, progress=progress, check_types=check_types):
+        results[index].append(item)
+    return tuple(results)
+

@@ -1,0 +1,20 @@
+"""Dispatch a compiled graph to a backend; every backend yields (output index, item) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ._graph import Graph
+
+
+def execute(
+    graph: Graph, *, backend: str = "process", progress: bool = False, check_types: bool = False
+) -> Iterator[tuple[int, object]]:
+    """Run ``graph`` on ``backend``, yielding (output index, item) as outputs appear."""
+    del progress  # the progress display comes with the run report
+    if backend == "inline":
+        from .backends import inline  # noqa: PLC0415
+
+        return inline.execute(graph, check_types=check_types)
+    msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"
+    raise ValueError(msg)

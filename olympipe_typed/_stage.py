@@ -1,0 +1,500 @@
+"""``Stage[In, Out]`` and the decorators that make stages; no process code.
+
+The typing is the product here: mypy and pyright must both infer precise types
+for every composition, without a plugin. Two places need care:
+
+- ``batch(n)`` is generic in the item type, which only the *other* operand of
+  ``>>`` knows. pyright does not solve a TypeVar from the other operand of an
+  operator, so ``batch`` returns a non-generic ``Batch`` and ``>>`` has an
+  overload for it that builds ``list[T]`` from its own ``T``.
+- mypy ignores what a class decorator returns (python/mypy#3135): with
+  ``@stage`` on a class, mypy sees ``Tokenizer(...)`` as an instance. So ``>>``
+  accepts any callable by its ``__call__`` signature (``_Call``), which covers
+  stages, such instances and plain functions alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, final, overload
+
+from typing_extensions import ParamSpec, TypeIs
+
+from ._hints import UNKNOWN, callable_hints, element_hint
+from ._ops import (
+    ClassSpec,
+    ErrorPolicy,
+    Kind,
+    Op,
+    Options,
+    check_int,
+    check_seconds,
+    iter_outputs,
+    label_of,
+)
+from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves, with_options
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
+
+# A stage that accepts Base accepts Derived; one that yields Derived can stand in for Base.
+In_contra = TypeVar("In_contra", contravariant=True)
+Out_co = TypeVar("Out_co", covariant=True)
+A = TypeVar("A")
+B = TypeVar("B")
+R = TypeVar("R")
+T = TypeVar("T")
+P = ParamSpec("P")
+
+__all__ = [
+    "Batch",
+    "ClassStageFactory",
+    "FilterStageDecorator",
+    "FlatStageDecorator",
+    "Stage",
+    "StageDecorator",
+    "batch",
+    "filter_stage",
+    "flat_stage",
+    "stage",
+]
+
+
+class _Call(Protocol[In_contra, Out_co]):
+    """Anything called with one item: a Stage, a function, a class-stage instance."""
+
+    def __call__(self, item: In_contra, /) -> Out_co: ...
+
+
+@final
+class Stage(Generic[In_contra, Out_co]):
+    """A reusable, typed step of a pipeline: takes ``In`` items, produces ``Out`` items.
+
+    A stage is a template: building a pipeline from it starts nothing, and the same
+    stage may appear in many pipelines. Calling it calls the underlying function.
+
+    >>> @stage
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> double(21)
+    42
+    >>> (double >> double)(1)
+    4
+    """
+
+    __slots__ = ("_instance", "_template")
+
+    def __init__(self, template: Template, /) -> None:
+        self._template = template
+        self._instance: Callable[[object], object] | None = None
+
+    # -- composition --
+
+    @overload
+    def __rshift__(self, other: Batch, /) -> Stage[In_contra, list[Out_co]]: ...
+    @overload
+    def __rshift__(self, other: _Call[Out_co, R], /) -> Stage[In_contra, R]: ...
+    def __rshift__(self, other: object, /) -> Stage[In_contra, object]:
+        return Stage(chain(self._template, as_template(other)))
+
+    def __or__(self, other: _Call[In_contra, R], /) -> Stage[In_contra, Out_co | R]:
+        """Fan-out: every item goes to both; per input, this stage's outputs then ``other``'s."""
+        return Stage(fan(self._template, as_template(other)))
+
+    # -- use --
+
+    def __call__(self, item: In_contra, /) -> Out_co:
+        """Call the underlying function on one item (a class stage builds its instance once)."""
+        t = self._template
+        if isinstance(t, Leaf) and t.op.fn is not None and t.op.kind in ("map", "flat", "filter"):
+            if self._instance is None:
+                fn = t.op.fn
+                self._instance = fn.build()[0] if isinstance(fn, ClassSpec) else fn
+            return cast("Out_co", self._instance(item))
+        outputs = iter_outputs_template(t, item)
+        if len(outputs) != 1:
+            msg = (
+                f"calling stage {describe(t)!r} on one item produced {len(outputs)} items; "
+                "call it only where each item gives exactly one output, or run it in a pipeline"
+            )
+            raise TypeError(msg)
+        return cast("Out_co", outputs[0])
+
+    def options(
+        self,
+        *,
+        name: str | None = None,
+        workers: int | None = None,
+        ordered: bool | None = None,
+        queue_size: int | None = None,
+        on_error: ErrorPolicy | None = None,
+        retries: int | None = None,
+    ) -> Stage[In_contra, Out_co]:
+        """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).
+
+        >>> slow = stage(str.upper).options(workers=4, name="upper")
+        >>> slow.name, slow.workers
+        ('upper', 4)
+        """
+        given: dict[str, object] = {
+            "name": name,
+            "workers": workers,
+            "ordered": ordered,
+            "queue_size": queue_size,
+            "on_error": on_error,
+            "retries": retries,
+        }
+        changes = {k: v for k, v in given.items() if v is not None}
+        if "name" in changes and not isinstance(self._template, Leaf):
+            msg = f"name= applies to a single stage, not to the composite {self.name!r}"
+            raise ValueError(msg)
+        if changes.get("workers", 1) != 1:
+            stateful = [op.name for op in leaves(self._template) if op.stateful]
+            if stateful:
+                msg = f"workers must be 1 for the stateful stage {stateful[0]!r} (got {workers!r})"
+                raise ValueError(msg)
+        return Stage(with_options(self._template, changes))
+
+    @property
+    def name(self) -> str:
+        """The stage's name; for a composite, its stages' names joined by ``>>`` and ``|``."""
+        return describe(self._template)
+
+    @property
+    def workers(self) -> int:
+        """Worker count of a single stage (the largest one for a composite)."""
+        return max(op.options.workers for op in leaves(self._template))
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name})"
+
+    def __getstate__(self) -> Template:
+        return self._template
+
+    def __setstate__(self, state: Template) -> None:
+        self._template = state
+        self._instance = None
+
+
+@final
+class Batch:
+    """``batch(n)``: behaves as ``Stage[T, list[T]]`` for whatever ``T`` it is wired after.
+
+    >>> from olympipe_typed import source
+    >>> (source(range(5)) >> batch(2)).run(backend="inline")
+    [[0, 1], [2, 3], [4]]
+    """
+
+    __slots__ = ("_template",)
+
+    def __init__(self, template: Leaf, /) -> None:
+        self._template = template
+
+    def __rshift__(self, other: _Call[list[T], R], /) -> Stage[T, R]:
+        return Stage(chain(self._template, as_template(other)))
+
+    @property
+    def name(self) -> str:
+        return describe(self._template)
+
+    def __repr__(self) -> str:
+        return f"Batch({self._template.op.size})"
+
+
+def as_template(obj: object) -> Template:
+    """The template behind a Stage, a Batch, or a plain callable (wrapped as a map stage)."""
+    if isinstance(obj, Stage | Batch):
+        return obj._template  # noqa: SLF001
+    if callable(obj):
+        return Leaf(make_op("map", obj, Options()))
+    msg = f"expected a Stage, batch(...) or a callable, got {type(obj).__qualname__}"
+    raise TypeError(msg)
+
+
+def iter_outputs_template(t: Template, item: object) -> list[object]:
+    """All outputs of template ``t`` for one input item, computed in this thread."""
+    if isinstance(t, Leaf):
+        return iter_outputs(t.op, [item])
+    if isinstance(t, Chain):
+        items = [item]
+        for part in t.parts:
+            items = [out for x in items for out in iter_outputs_template(part, x)]
+        return items
+    assert isinstance(t, Fan)
+    return [out for b in t.branches for out in iter_outputs_template(b, item)]
+
+
+def make_op(kind: Kind, fn: Callable[..., object] | ClassSpec, options: Options) -> Op:
+    target = fn.cls if isinstance(fn, ClassSpec) else fn
+    hint_in, hint_out = callable_hints(target)
+    if kind == "flat":
+        hint_out = element_hint(hint_out)
+    elif kind == "filter":
+        hint_out = UNKNOWN
+    label = label_of(target)
+    if isinstance(fn, ClassSpec) and fn.method != "__call__":
+        label = f"{label}.{fn.method}"
+    return Op(kind, fn, options, label=label, in_hint=hint_in, out_hint=hint_out)
+
+
+@final
+class ClassStageFactory:
+    """``stage(Cls)``: calling it with ``Cls``'s init arguments gives a Stage.
+
+    The instance is not built here: each worker builds its own, once.
+    """
+
+    __slots__ = ("_cls", "_kind", "_options")
+    _kind: Kind
+    _cls: type
+    _options: Options
+
+    def __init__(self, kind: Kind, cls: type, options: Options) -> None:
+        self._kind = kind
+        self._cls = cls
+        self._options = options
+        # Check at decoration time that instances will be callable with an item.
+        if not callable(getattr(cls, "__call__", None)) or cls.__call__ is type.__call__:
+            msg = f"a class stage needs a __call__(self, item) method ({cls.__qualname__} has none)"
+            raise TypeError(msg)
+
+    def __call__(self, *args: object, **kwargs: object) -> Stage[Any, Any]:
+        try:
+            inspect.signature(self._cls).bind(*args, **kwargs)
+        except TypeError as exc:
+            msg = f"stage {self._cls.__qualname__}: {exc}"
+            raise TypeError(msg) from None
+        spec = ClassSpec(self._cls, args, kwargs)
+        return Stage(Leaf(make_op(self._kind, spec, self._options)))
+
+    def __repr__(self) -> str:
+        return f"stage({self._cls.__qualname__})"
+
+
+class _Decorator:
+    """What ``stage(...)``, ``flat_stage(...)`` and ``filter_stage(...)`` return with options."""
+
+    __slots__ = ("_kind", "_options")
+    _kind: Kind
+    _options: Options
+
+    def __init__(self, kind: Kind, options: Options) -> None:
+        self._kind = kind
+        self._options = options
+
+    def _apply(self, fn: object) -> object:
+        if isinstance(fn, Stage | Batch):
+            msg = f"{fn!r} is already a stage; use .options(...) to change its options"
+            raise TypeError(msg)
+        if inspect.isclass(fn):
+            return ClassStageFactory(self._kind, fn, self._options)
+        if not callable(fn):
+            msg = f"a stage is made from a function or a class, not {type(fn).__qualname__}"
+            raise TypeError(msg)
+        stage_: Stage[Any, Any] = Stage(Leaf(make_op(self._kind, fn, self._options)))
+        return stage_
+
+
+@final
+class StageDecorator(_Decorator):
+    """``@stage(workers=4)``: applied to a function or a class."""
+
+    __slots__ = ()
+
+    @overload
+    def __call__(self, fn: Callable[P, _Call[A, B]], /) -> Callable[P, Stage[A, B]]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[[A], B], /) -> Stage[A, B]: ...
+    def __call__(self, fn: object, /) -> object:
+        return self._apply(fn)
+
+
+class _FlatCall(Protocol[In_contra, Out_co]):
+    def __call__(self, item: In_contra, /) -> Iterable[Out_co]: ...
+
+
+@final
+class FlatStageDecorator(_Decorator):
+    """``@flat_stage(workers=2)``: applied to a function or a class."""
+
+    __slots__ = ()
+
+    @overload
+    def __call__(self, fn: Callable[P, _FlatCall[A, B]], /) -> Callable[P, Stage[A, B]]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], Iterable[B]], /) -> Stage[A, B]: ...
+    def __call__(self, fn: object, /) -> object:
+        return self._apply(fn)
+
+
+@final
+class FilterStageDecorator(_Decorator):
+    """``@filter_stage(name="valid")``: applied to a predicate."""
+
+    __slots__ = ()
+
+    @overload
+    def __call__(self, fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], bool], /) -> Stage[A, A]: ...
+    def __call__(self, fn: object, /) -> object:
+        return self._apply(fn)
+
+
+def _options(
+    name: str | None,
+    workers: int,
+    ordered: bool,
+    queue_size: int | None,
+    on_error: ErrorPolicy,
+    retries: int,
+) -> Options:
+    return Options(name, workers, ordered, queue_size, on_error, retries)
+
+
+
+
+@overload
+def stage(fn: Callable[P, _Call[A, B]], /) -> Callable[P, Stage[A, B]]: ...  # type: ignore[overload-overlap]
+@overload
+def stage(fn: Callable[[A], B], /) -> Stage[A, B]: ...
+@overload
+def stage(
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> StageDecorator: ...
+def stage(
+    fn: object = None,
+    /,
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> object:
+    """Make a map stage (one output per input) from a function or a class.
+
+    Used bare (``@stage``) or with options (``@stage(workers=4)``). On a class
+    with ``__call__(self, item)``, gives a factory: ``stage(Cls)(*init_args)``
+    is a stage whose instance is built once per worker, inside the worker, and
+    whose ``close()`` (if any) runs once per worker at the end.
+
+    >>> @stage(name="inc")
+    ... def increment(x: int) -> int:
+    ...     return x + 1
+    >>> increment.name, increment(1)
+    ('inc', 2)
+    """
+    deco = StageDecorator("map", _options(name, workers, ordered, queue_size, on_error, retries))
+    return deco if fn is None else deco._apply(fn)
+
+
+@overload
+def flat_stage(fn: Callable[P, _FlatCall[A, B]], /) -> Callable[P, Stage[A, B]]: ...
+@overload
+def flat_stage(fn: Callable[[A], Iterable[B]], /) -> Stage[A, B]: ...
+@overload
+def flat_stage(
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> FlatStageDecorator: ...
+def flat_stage(
+    fn: object = None,
+    /,
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> object:
+    """Make a stage with 0..n outputs per input, in order, from a function returning an iterable.
+
+    >>> from olympipe_typed import source
+    >>> @flat_stage
+    ... def words(line: str) -> list[str]:
+    ...     return line.split()
+    >>> (source(["a b", "", "c"]) >> words).run(backend="inline")
+    ['a', 'b', 'c']
+    """
+    opts = _options(name, workers, ordered, queue_size, on_error, retries)
+    deco = FlatStageDecorator("flat", opts)
+    return deco if fn is None else deco._apply(fn)
+
+
+@overload
+def filter_stage(fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B]: ...
+@overload
+def filter_stage(fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B]: ...
+@overload
+def filter_stage(fn: Callable[[A], bool], /) -> Stage[A, A]: ...
+@overload
+def filter_stage(
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> FilterStageDecorator: ...
+def filter_stage(
+    fn: object = None,
+    /,
+    *,
+    name: str | None = None,
+    workers: int = 1,
+    ordered: bool = True,
+    queue_size: int | None = None,
+    on_error: ErrorPolicy = "raise",
+    retries: int = 0,
+) -> object:
+    """Make a stage that keeps the items for which a predicate is true.
+
+    >>> from olympipe_typed import source
+    >>> @filter_stage
+    ... def even(x: int) -> bool:
+    ...     return x % 2 == 0
+    >>> (source(range(6)) >> even).run(backend="inline")
+    [0, 2, 4]
+    """
+    opts = _options(name, workers, ordered, queue_size, on_error, retries)
+    deco = FilterStageDecorator("filter", opts)
+    return deco if fn is None else deco._apply(fn)
+
+
+def batch(
+    n: int, timeout: float | None = None, *, name: str | None = None, queue_size: int | None = None
+) -> Batch:
+    """Group items into lists of ``n``; the last group may be shorter.
+
+    ``timeout`` (seconds) flushes a partial group once its first item has waited
+    that long, so a slow source still sees its items promptly. Behaves as
+    ``Stage[T, list[T]]`` for the ``T`` it is wired after.
+
+    >>> from olympipe_typed import source
+    >>> (source("abcde") >> batch(2)).run(backend="inline")
+    [['a', 'b'], ['c', 'd'], ['e']]
+    """
+    check_int("n", n, 1)
+    if timeout is not None:
+        check_seconds("timeout", timeout)
+    options = Options(name=name, queue_size=queue_size)
+    return Batch(Leaf(Op("batch", None, options, label=f"batch({n})", size=n, seconds=timeout)))
+

@@ -1,0 +1,29 @@
+from collections.abc import Callable
+from pickle import Pickler as _Pickler
+from typing import IO, Any
+
+__version__: str
+DEFAULT_PROTOCOL: int
+
+def dumps(
+    obj: object, protocol: int | None = None, buffer_callback: Callable[[Any], object] | None = None
+) -> bytes: ...
+def dump(
+    obj: object,
+    file: IO[bytes],
+    protocol: int | None = None,
+    buffer_callback: Callable[[Any], object] | None = None,
+) -> None: ...
+def register_pickle_by_value(module: Any) -> None: ...
+def unregister_pickle_by_value(module: Any) -> None: ...
+
+class Pickler(_Pickler):
+    def __init__(
+        self,
+        file: IO[bytes],
+        protocol: int | None = None,
+        buffer_callback: Callable[[Any], object] | None = None,
+    ) -> None: ...
+
+CloudPickler = Pickler
+from pickle import loads as loads
