@@ -21,7 +21,7 @@ class PipelineError(Exception):
     """Base class of every exception raised by olympipe_typed."""
 
 
-class RemoteTraceback(Exception):  # noqa: N818 - named after CPython's _RemoteTraceback
+class RemoteTraceback(Exception):
     """Carries a worker's formatted traceback text as the ``__cause__`` of the original error.
 
     CPython's process pool does the same: the original exception keeps its type,
@@ -49,7 +49,7 @@ class StageError(PipelineError):
         return f"stage {self.stage!r} failed on item {self.item_repr}: {self.message}"
 
 
-class WorkerDied(PipelineError):  # noqa: N818 - the contract's name
+class WorkerDied(PipelineError):
     """Raised when a worker process exits abnormally (killed, segfault, ``os._exit``)."""
 
     def __init__(self, stage: str, pid: int | None, exitcode: int | None) -> None:
@@ -60,13 +60,15 @@ class WorkerDied(PipelineError):  # noqa: N818 - the contract's name
 
     def __str__(self) -> str:
         if self.exitcode is not None and self.exitcode < 0:
-            import signal  # noqa: PLC0415 - only when formatting a rare error
+            import signal
 
             try:
                 how = f"was killed by signal {signal.Signals(-self.exitcode).name}"
             except ValueError:
                 how = f"was killed by signal {-self.exitcode}"
-            hint = " (SIGKILL: often the kernel's out-of-memory killer)" if self.exitcode == -9 else ""
+            hint = (
+                " (SIGKILL: often the kernel's out-of-memory killer)" if self.exitcode == -9 else ""
+            )
         else:
             how, hint = f"exited with code {self.exitcode}", ""
         return f"a worker of stage {self.stage!r} (pid {self.pid}) {how}{hint}"

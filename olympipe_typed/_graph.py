@@ -10,12 +10,14 @@ broadcast); a stage template used twice expands into two nodes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence, Sized
-from typing import TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ._hints import UNKNOWN, union_of
 from ._ops import Op, Options
 from ._template import Chain, Fan, Leaf, Template, check_feed, last_leaves, out_hint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence, Sized
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -124,7 +126,9 @@ class _Builder:
         self.keep: list[PNode] = []  # keeps memo keys alive while compiling
         self.names: dict[str, int] = {}
 
-    def add(self, name: str, op: Op | None, parents: list[int], src: SourceSpec | None = None) -> int:
+    def add(
+        self, name: str, op: Op | None, parents: list[int], src: SourceSpec | None = None
+    ) -> int:
         count = self.names.get(name, 0) + 1
         self.names[name] = count
         unique = name if count == 1 else f"{name}#{count}"

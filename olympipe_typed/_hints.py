@@ -43,7 +43,7 @@ def callable_hints(fn: Callable[..., object]) -> tuple[object, object]:
         target = fn.__call__  # the item arrives at __call__
     try:
         hints = typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation must not break wiring
+    except Exception:
         hints = {}
     try:
         params = list(inspect.signature(target).parameters.values())  # type: ignore[arg-type]
@@ -125,7 +125,7 @@ def fits(produced: object, expected: object) -> bool:
     """
     if _is_open(produced) or _is_open(expected):
         return True
-    from beartype.door import is_subhint  # noqa: PLC0415 - ~90 ms import, only when checking
+    from beartype.door import is_subhint
 
     members = typing.get_args(produced) if _is_union(produced) else (produced,)
     try:
@@ -135,7 +135,7 @@ def fits(produced: object, expected: object) -> bool:
             or is_subhint(cast("Any", m), cast("Any", widened))
             for m in members
         )
-    except Exception:  # noqa: BLE001 - a hint beartype cannot compare is not a wiring error
+    except Exception:
         return True
 
 
@@ -165,7 +165,7 @@ def item_checker(stage: str, where: str, hint: object) -> Callable[[object], Non
     """A function raising StageTypeError for items that do not match ``hint`` (None: no check)."""
     if _is_open(hint) and typing.get_origin(hint) is None:
         return None
-    from beartype.door import is_bearable  # noqa: PLC0415 - only with check_types=True
+    from beartype.door import is_bearable
 
     expected = _widen(hint)
     shown = hint_repr(hint)
@@ -173,7 +173,7 @@ def item_checker(stage: str, where: str, hint: object) -> Callable[[object], Non
     def check(item: object) -> None:
         try:
             ok = is_bearable(item, cast("Any", expected))
-        except Exception:  # noqa: BLE001 - a hint beartype cannot check passes
+        except Exception:
             ok = True
         if not ok:
             raise StageTypeError(stage, where, shown, type(item).__qualname__, short_repr(item))
@@ -185,7 +185,7 @@ def short_repr(item: object, limit: int = 200) -> str:
     """``repr(item)``, cut to ``limit`` characters, never raising."""
     try:
         text = repr(item)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+    except Exception as exc:
         text = f"<{type(item).__qualname__} object; repr() raised {type(exc).__name__}>"
     if len(text) > limit:
         text = f"{text[: limit - 20]}...<{len(text) - limit + 20} more chars>"

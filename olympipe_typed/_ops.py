@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Literal, TypeAlias, cast
-
-from typing_extensions import Never
+from typing import Any, Final, Literal, Never, TypeAlias, cast
 
 from ._errors import StageError
 from ._hints import UNKNOWN, item_checker, short_repr

@@ -12,7 +12,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, cast, Literal, ParamSpec, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
 from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of
@@ -20,7 +20,7 @@ from ._stage import Batch, _Call, as_template, make_op
 from ._template import Leaf
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 T_co = TypeVar("T_co", covariant=True)
 T = TypeVar("T")
@@ -137,7 +137,7 @@ class Pipeline(Generic[T_co]):
 
         Leaving the loop early shuts the pipeline down.
         """
-        from ._runner import execute  # noqa: PLC0415 - backends load when something runs
+        from ._runner import execute
 
         graph = compile_graph([self._node])
         events = execute(graph, backend=backend, progress=progress, check_types=check_types)
@@ -156,7 +156,7 @@ class Pipeline(Generic[T_co]):
         self, other_pipes: Sequence[Pipeline[object]] | None = None, *, backend: Backend = "process"
     ) -> None:
         """Run, discarding outputs (for pipelines whose stages are sinks)."""
-        from ._runner import execute  # noqa: PLC0415
+        from ._runner import execute
 
         graph = compile_graph([self._node, *(p._node for p in other_pipes or ())])
         for _ in execute(graph, backend=backend):
@@ -190,7 +190,9 @@ class Pipeline(Generic[T_co]):
             return self._then(Op("flat", None, label="explode"))
         return self._then(_op("flat", explode_function, Options()))
 
-    def batch(self, batch_size: int = 2, keep_incomplete_batch: bool = True) -> Pipeline[list[T_co]]:
+    def batch(
+        self, batch_size: int = 2, keep_incomplete_batch: bool = True
+    ) -> Pipeline[list[T_co]]:
         """Group items into lists of ``batch_size``; keep or drop the last short one."""
         check_int("batch_size", batch_size, 1)
         op = Op("batch", None, label=f"batch({batch_size})", size=batch_size)
@@ -265,9 +267,7 @@ class Pipeline(Generic[T_co]):
         """
         count = n if n is not None else _tuple_length(split_function)
         shared: Pipeline[tuple[object, ...]] = self._then(_op("map", split_function, Options()))
-        return tuple(
-            shared._then(Op("flat", _Pick(i), label=f"split[{i}]")) for i in range(count)
-        )
+        return tuple(shared._then(Op("flat", _Pick(i), label=f"split[{i}]")) for i in range(count))
 
     def gather(self, *others: Pipeline[R]) -> Pipeline[T_co | R]:
         """Merge this flow with ``others`` into one."""
@@ -322,13 +322,13 @@ class Pipeline(Generic[T_co]):
 
 def _wrap(node: PNode) -> Pipeline[Any]:
     """A pipeline object for an already-built node (``Pipeline()`` itself takes an iterable)."""
-    p: Pipeline[Any] = Pipeline.__new__(Pipeline)
+    p: Pipeline[Any] = object.__new__(Pipeline)  # pyright: ignore[reportUnknownVariableType]
     p._node = node
     return p
 
 
 def _node_name(node: PNode) -> str:
-    from ._graph import producer_name  # noqa: PLC0415
+    from ._graph import producer_name
 
     return producer_name(node)
 
@@ -350,11 +350,11 @@ def _check_instance(what: str, value: object, cls: type, expected: str) -> None:
 
 def _tuple_length(fn: Callable[..., object]) -> int:
     """How many branches ``split`` makes, from ``fn``'s ``tuple[...]`` return annotation."""
-    import typing  # noqa: PLC0415
+    import typing
 
     try:
         ret = typing.get_type_hints(fn).get("return")
-    except Exception:  # noqa: BLE001 - no usable annotation: ask for n below
+    except Exception:
         ret = None
     args = typing.get_args(ret)
     if typing.get_origin(ret) is tuple and args and args[-1] is not Ellipsis:
@@ -395,25 +395,27 @@ class _Cached(Generic[T, R]):
     """``cached_task``'s function: look the item up on disk, else compute and store atomically."""
 
     def __init__(self, fn: Callable[[T], R], cache_dir: str) -> None:
-        import cloudpickle  # noqa: PLC0415
+        import cloudpickle
 
         self.fn = fn
         self.cache_dir = cache_dir
         code = getattr(fn, "__code__", None)
         # The function's identity in the key: its code and constants when it has them.
-        basis = pickle.dumps((code.co_code, repr(code.co_consts))) if code else cloudpickle.dumps(fn)
+        basis = (
+            pickle.dumps((code.co_code, repr(code.co_consts))) if code else cloudpickle.dumps(fn)
+        )
         self.fn_hash = hashlib.sha256(basis).hexdigest()[:16]
         self.__name__ = label_of(fn)
 
     def __call__(self, item: T) -> CacheEnvelope[R]:
-        import cloudpickle  # noqa: PLC0415
+        import cloudpickle
 
         key = hashlib.sha256(self.fn_hash.encode() + cloudpickle.dumps(item)).hexdigest()
         folder = os.path.join(self.cache_dir, self.fn_hash)
         path = os.path.join(folder, f"{key}.pkl")
         try:
             with open(path, "rb") as f:
-                return CacheEnvelope(pickle.load(f), key)  # noqa: S301 - our own cache files
+                return CacheEnvelope(pickle.load(f), key)
         except FileNotFoundError:
             pass
         result = self.fn(item)
@@ -466,7 +468,7 @@ class _SourceFactory:
 
     def __call__(self, *args: object, **kwargs: object) -> Pipeline[Any]:
         spec = SourceSpec(None, self.fn, args, kwargs, name=label_of(self.fn))
-        return _wrap(SourceNode(spec))  # noqa: SLF001
+        return _wrap(SourceNode(spec))
 
     def __repr__(self) -> str:
         return f"source({label_of(self.fn)})"
@@ -508,13 +510,12 @@ def run_all(
     >>> run_all(base >> stage(lambda x: x + 1), base >> stage(str), backend="inline")
     ([1, 2, 3, 4], ['0', '1', '2', '3'])
     """
-    from ._runner import execute  # noqa: PLC0415
+    from ._runner import execute
 
     for p in pipelines:
         _check_instance("each argument of run_all()", p, Pipeline, "a Pipeline")
-    graph = compile_graph([p._node for p in pipelines])  # noqa: SLF001
+    graph = compile_graph([p._node for p in pipelines])
     results: list[list[Any]] = [[] for _ in pipelines]
     for index, item in execute(graph, backend=backend, progress=progress, check_types=check_types):
         results[index].append(item)
     return tuple(results)
-

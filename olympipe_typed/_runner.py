@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ._graph import Graph
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ._graph import Graph
 
 
 def execute(
@@ -13,7 +16,7 @@ def execute(
     """Run ``graph`` on ``backend``, yielding (output index, item) as outputs appear."""
     del progress  # the progress display comes with the run report
     if backend == "inline":
-        from .backends import inline  # noqa: PLC0415
+        from .backends import inline
 
         return inline.execute(graph, check_types=check_types)
     msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"

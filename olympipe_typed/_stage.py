@@ -16,7 +16,6 @@ for every composition, without a plugin. Two places need care:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, final, overload
 
 from typing_extensions import ParamSpec, TypeIs
@@ -36,7 +35,8 @@ from ._ops import (
 from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves, with_options
 
 if TYPE_CHECKING:
-    from typing_extensions import TypeGuard
+    from collections.abc import Callable, Iterable
+    from typing import TypeGuard
 
 # A stage that accepts Base accepts Derived; one that yields Derived can stand in for Base.
 In_contra = TypeVar("In_contra", contravariant=True)
@@ -205,7 +205,7 @@ class Batch:
 def as_template(obj: object) -> Template:
     """The template behind a Stage, a Batch, or a plain callable (wrapped as a map stage)."""
     if isinstance(obj, Stage | Batch):
-        return obj._template  # noqa: SLF001
+        return obj._template
     if callable(obj):
         return Leaf(make_op("map", obj, Options()))
     msg = f"expected a Stage, batch(...) or a callable, got {type(obj).__qualname__}"
@@ -255,7 +255,7 @@ class ClassStageFactory:
         self._cls = cls
         self._options = options
         # Check at decoration time that instances will be callable with an item.
-        if not callable(getattr(cls, "__call__", None)) or cls.__call__ is type.__call__:
+        if "__call__" not in {name for klass in cls.__mro__[:-1] for name in vars(klass)}:
             msg = f"a class stage needs a __call__(self, item) method ({cls.__qualname__} has none)"
             raise TypeError(msg)
 
@@ -353,8 +353,6 @@ def _options(
     retries: int,
 ) -> Options:
     return Options(name, workers, ordered, queue_size, on_error, retries)
-
-
 
 
 @overload
@@ -497,4 +495,3 @@ def batch(
         check_seconds("timeout", timeout)
     options = Options(name=name, queue_size=queue_size)
     return Batch(Leaf(Op("batch", None, options, label=f"batch({n})", size=n, seconds=timeout)))
-

@@ -8,11 +8,14 @@ fresh nodes at each use.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._hints import UNKNOWN, check_edge, list_of, union_of
-from ._ops import Op
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ._ops import Op
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -143,7 +146,9 @@ def describe(t: Template) -> str:
         return " >> ".join(
             f"({describe(p)})" if isinstance(p, Fan) else describe(p) for p in t.parts
         )
-    return " | ".join(f"({describe(b)})" if isinstance(b, Chain) else describe(b) for b in t.branches)
+    return " | ".join(
+        f"({describe(b)})" if isinstance(b, Chain) else describe(b) for b in t.branches
+    )
 
 
 def with_options(t: Template, changes: dict[str, object]) -> Template:

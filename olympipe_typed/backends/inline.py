@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .._errors import SourceError, StageError
-from .._graph import Graph
-from .._ops import Emit, Processor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .._graph import Graph
+    from .._ops import Emit, Processor
 
 
 def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, object]]:
@@ -110,10 +114,9 @@ def _close_all(procs: dict[int, Processor], *, quiet: bool) -> None:
     for proc in procs.values():
         try:
             proc.close()
-        except Exception as exc:  # noqa: BLE001 - every worker gets closed before we raise
+        except Exception as exc:
             if first is None:
                 first = StageError(proc.name, "<none: in close()>", f"{type(exc).__name__}: {exc}")
                 first.__cause__ = exc
     if first is not None and not quiet:
         raise first
-

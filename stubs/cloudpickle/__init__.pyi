@@ -1,5 +1,6 @@
 from collections.abc import Callable
 from pickle import Pickler as _Pickler
+from pickle import loads as loads
 from typing import IO, Any
 
 __version__: str
@@ -26,4 +27,3 @@ class Pickler(_Pickler):
     ) -> None: ...
 
 CloudPickler = Pickler
-from pickle import loads as loads
