@@ -11,13 +11,25 @@ if TYPE_CHECKING:
 
 
 def execute(
-    graph: Graph, *, backend: str = "process", progress: bool = False, check_types: bool = False
+    graph: Graph,
+    *,
+    backend: str = "process",
+    progress: bool = False,
+    check_types: bool = False,
+    start_method: str | None = None,
 ) -> Iterator[tuple[int, object]]:
     """Run ``graph`` on ``backend``, yielding (output index, item) as outputs appear."""
     del progress  # the progress display comes with the run report
     if backend == "inline":
-        from .backends import inline
+        from .backends import inline  # noqa: PLC0415
 
         return inline.execute(graph, check_types=check_types)
+    if backend in ("process", "thread"):
+        from .backends import process  # noqa: PLC0415
+
+        threads = backend == "thread"
+        return process.execute(
+            graph, threads=threads, check_types=check_types, start_method=start_method
+        )
     msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"
     raise ValueError(msg)

@@ -1,0 +1,612 @@
+"""The process and thread backends: every stage worker runs on its own, chained by pipes.
+
+    feeder --pipe--> [stage A w0] --pipe--> [stage B w0] --pipe--> collector (caller)
+      (thread)   \\-> [stage A w1] --pipe--/                         (the run generator)
+
+Data moves in *messages*: ``(seq, final, items, keys)``. The feeder cuts the
+source into messages numbered 0, 1, 2, ...; every worker turns each message it
+receives into exactly one message with the same ``seq`` (maybe empty), so a
+message number means the same slice of the source at every node.
+
+Order without reorder buffers: a stage with ``k`` workers gives message ``seq``
+to worker ``seq % k``, and there is one pipe per (producer worker, consumer
+worker) pair. A reader that wants message ``seq`` knows the one pipe it will
+arrive on, so it reads exactly that pipe; memory stays bounded by the pipes'
+capacity, however slow one item is.
+
+End of stream: a worker that finds ``END`` where it expected message ``e``
+sends one last message numbered ``e`` (what ``flush()`` emits: a partial batch,
+a reduction) and then ``END`` to every pipe it writes. With ``m`` workers the
+last messages are exactly ``S .. S+m-1``, so downstream numbering stays
+contiguous.
+
+Fan-in (``|`` fan-out merged, gather): the merging worker reads message
+``seq`` from each parent and sorts their items by *key*. Keys exist only in
+graphs that merge: ``(source index, source rank)`` at the source, ``+ (j,)``
+for the j-th output of a flat or batching stage, ``+ (b,)`` when entering the
+b-th child of a node with several children. Sorting by key reproduces the
+inline backend's depth-first order exactly.
+
+Time-based stages (timeouts, temporal batches) wake up while waiting and send
+*partial* messages (``final=False``) for the ``seq`` they are waiting on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import pickle
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any, Final
+
+import cloudpickle
+
+from .._errors import RemoteTraceback, SourceError, StageError, WorkerDied
+from .._graph import Graph, Node
+from .._ops import Op, Processor
+
+END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
+INF_KEY: Final = (float("inf"),)
+_MAX_BATCH: Final = 1024  # items per feeder message, at most
+_FAST: Final = 0.002  # a message filled faster than this doubles the next one's size
+_POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
+
+Key = tuple[float, ...]
+Message = tuple[int, bool, list[Any], list[Key] | None]
+
+
+def _dumps(msg: Message) -> bytes:
+    return pickle.dumps(msg, protocol=5)
+
+
+# --- the plan: who reads and writes which pipe ---
+
+
+class _Plan:
+    """Pipes for one run: for each node, the connections its workers read and write."""
+
+    def __init__(self, graph: Graph, ctx: Any) -> None:
+        self.graph = graph
+        self.keyed = any(len(n.parents) > 1 for n in graph.nodes)
+        self.workers = {n.id: _worker_count(n) for n in graph.nodes}
+        # reads[(node, worker)][parent] -> connections indexed by parent worker
+        self.reads: dict[tuple[int, int], dict[int, list[Connection]]] = {}
+        # writes[(node, worker)][child] -> connections indexed by child worker
+        self.writes: dict[tuple[int, int], dict[int, list[Connection]]] = {}
+        # the caller reads each output node: outputs[index] -> connections by worker
+        self.outputs: list[list[Connection]] = []
+        self.child_side: list[Connection] = []  # ends the caller must close after start
+        for node in graph.nodes:
+            for child_id in node.children:
+                self._connect(node.id, child_id, ctx)
+        for node_id in graph.outputs:
+            conns: list[Connection] = []
+            for w in range(self.workers[node_id]):
+                r, s = ctx.Pipe(duplex=False)
+                self.writes.setdefault((node_id, w), {}).setdefault(
+                    -1 - len(self.outputs), []
+                ).append(s)
+                self.child_side.append(s)
+                conns.append(r)
+            self.outputs.append(conns)
+
+    def _connect(self, parent: int, child: int, ctx: Any) -> None:
+        for pw in range(self.workers[parent]):
+            for cw in range(self.workers[child]):
+                r, s = ctx.Pipe(duplex=False)
+                self.writes.setdefault((parent, pw), {}).setdefault(child, []).append(s)
+                self.reads.setdefault((child, cw), {}).setdefault(parent, []).append(r)
+                self.child_side += [r, s]
+
+
+def _worker_count(node: Node) -> int:
+    if node.op is None or node.op.stateful or len(node.parents) > 1:
+        return 1
+    return node.op.options.workers
+
+
+# --- reading and writing messages ---
+
+
+class _Writer:
+    """Sends each message to the right worker of every child (and to the caller, for outputs)."""
+
+    def __init__(self, targets: dict[int, list[Connection]], ranks: dict[int, int] | None) -> None:
+        self.targets = list(targets.items())
+        self.ranks = ranks  # child -> this node's rank among... (key suffix per child), keyed only
+
+    def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
+        data: bytes | None = None
+        for child, conns in self.targets:
+            if keys is not None and self.ranks is not None and child in self.ranks:
+                rank = self.ranks[child]
+                payload = _dumps((seq, final, items, [(*k, rank) for k in keys]))
+            else:
+                data = data if data is not None else _dumps((seq, final, items, keys))
+                payload = data
+            conns[seq % len(conns)].send_bytes(payload)
+
+    def end(self) -> None:
+        for _, conns in self.targets:
+            for conn in conns:
+                conn.send_bytes(END)
+
+
+class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The run is being torn down (thread backend): leave quietly."""
+
+
+def _recv(conn: Connection, stop: threading.Event | None = None) -> Message | None:
+    if stop is not None:  # threads cannot be killed: wake up now and then to check
+        while not conn.poll(0.1):
+            if stop.is_set():
+                raise _Stopped
+    data = conn.recv_bytes()
+    if data == END:
+        return None
+    msg: Message = pickle.loads(data)  # noqa: S301 - our own workers wrote it
+    return msg
+
+
+# --- one worker ---
+
+
+def _worker_main(
+    op_bytes: bytes,
+    name: str,
+    worker: int,
+    count: int,
+    reads: list[list[Connection]],
+    writes: dict[int, list[Connection]],
+    ranks: dict[int, int] | None,
+    control: Connection,
+    check_types: bool,
+    keyed: bool,
+    stop: threading.Event | None = None,
+) -> None:
+    """Entry point of one worker process (or thread): run one node's processor to the end."""
+    if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proc: Processor | None = None
+    try:
+        op: Op = pickle.loads(op_bytes)  # noqa: S301 - cloudpickled by the caller
+        proc = op.open(name, check_types=check_types)
+        worker_ = _Worker(proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop)
+        worker_.run()
+        proc.close()
+    except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # torn down, or a neighbour died: the caller reports what happened
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+        _report(control, name, exc)
+        if proc is not None:
+            with contextlib.suppress(BaseException):
+                proc.close()
+    finally:
+        control.close()
+
+
+def _report(control: Connection, name: str, exc: BaseException) -> None:
+    """Send a failure to the caller: the error, its original cause and the traceback text."""
+    cause = exc.__cause__ if isinstance(exc, StageError) else exc
+    tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
+    err = exc if isinstance(exc, StageError) else None
+    try:
+        payload = pickle.dumps(("error", name, err, cause, tb))
+    except Exception:  # noqa: BLE001 - an unpicklable exception still arrives, as text
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else ""
+        payload = pickle.dumps(
+            ("error", name, err if _picklable(err) else None, None, f"{what}\n{tb}")
+        )
+    with contextlib.suppress(OSError):
+        control.send_bytes(payload)
+
+
+def _picklable(obj: object) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+class _Worker:
+    """Reads messages in ``seq`` order from its parents, processes them, writes the results."""
+
+    def __init__(
+        self,
+        proc: Processor,
+        worker: int,
+        count: int,
+        reads: list[list[Connection]],
+        writer: _Writer,
+        keyed: bool,
+        control: Connection,
+        stop: threading.Event | None,
+    ) -> None:
+        self.proc = proc
+        self.control = control
+        self.stop = stop
+        self.seq = worker
+        self.step = count
+        self.reads = reads
+        self.writer = writer
+        self.keyed = keyed
+        self.out: list[Any] = []
+        self.out_keys: list[Key] = []
+        self.ended = False  # sent END early (limit reached, timeout)
+
+    def run(self) -> None:
+        parents = list(range(len(self.reads)))
+        timed = self.proc.op.seconds is not None
+        while parents:
+            msgs: list[Message] = []
+            for p in list(parents):
+                conns = self.reads[p]
+                conn = conns[self.seq % len(conns)]
+                while True:
+                    if timed and not self.ended:
+                        self._wait_timed(conn)
+                    msg = _recv(conn, self.stop)
+                    if msg is None:
+                        parents.remove(p)
+                        break
+                    if msg[1] or len(self.reads) > 1:
+                        msgs.append(msg)
+                        if msg[1]:
+                            break
+                    else:  # a partial from upstream: pass it on at once
+                        self._process([msg])
+                        self._send(final=False)
+            if not parents:
+                break
+            self._process(msgs)
+            self._send(final=True)
+            self.seq += self.step
+        # End of stream: what flush() emits goes out numbered as the seq we expected.
+        if not self.ended:
+            self.proc.flush(self._emit_end)
+            self._send(final=True)
+            self.writer.end()
+
+    def _wait_timed(self, conn: Connection) -> None:
+        """Wake up for time-based behaviour while waiting for the next message."""
+        while True:
+            deadline = self.proc.deadline()
+            if deadline is None:
+                return
+            if conn.poll(max(0.0, deadline - time.monotonic())):
+                return
+            self.proc.poll(time.monotonic(), self._emit_end)
+            if self.proc.exhausted:
+                self._finish_early()
+                return
+            if self.out:
+                self._send(final=False)
+
+    def _process(self, msgs: list[Message]) -> None:
+        proc = self.proc
+        if self.ended:
+            return
+        if not self.keyed:
+            emit = self.out.append
+            for _, _, items, _ in msgs:
+                for item in items:
+                    proc.process(item, emit)
+                    if proc.exhausted:
+                        self._finish_early()
+                        return
+            return
+        pairs = [
+            (k, x) for _, _, items, keys in msgs for k, x in zip(keys or (), items, strict=True)
+        ]
+        if len(msgs) > 1:
+            pairs.sort(key=lambda kx: kx[0])
+        for key, item in pairs:
+            start = len(self.out)
+            proc.process(item, self.out.append)
+            n = len(self.out) - start
+            if n == 1 and proc.op.kind in ("map", "filter", "limit", "timeout", "merge"):
+                self.out_keys.append(key)
+            else:
+                self.out_keys += [(*key, j) for j in range(n)]
+            if proc.exhausted:
+                self._finish_early()
+                return
+
+    def _emit_end(self, value: object) -> None:
+        self.out.append(value)
+        if self.keyed:
+            self.out_keys.append(INF_KEY)
+
+    def _send(self, *, final: bool) -> None:
+        if self.ended and not self.out:
+            return
+        keys = self.out_keys if self.keyed else None
+        self.writer.send(self.seq, final, self.out, keys)
+        self.out, self.out_keys = [], []
+
+    def _finish_early(self) -> None:
+        """A limit or timeout was reached: end the stream downstream now, then drain."""
+        if self.ended:
+            return
+        self._send(final=True)
+        self.writer.end()
+        self.ended = True
+        # Tell the caller, so it stops reading the source once nothing else wants it.
+        self.control.send_bytes(pickle.dumps(("exhausted", self.proc.name)))
+
+
+# --- the caller's side ---
+
+
+class _Run:
+    """One run: starts workers and feeders, yields outputs, tears everything down."""
+
+    def __init__(
+        self, graph: Graph, *, threads: bool, check_types: bool, start_method: str | None
+    ) -> None:
+        self.graph = graph
+        self.threads = threads
+        ctx = multiprocessing.get_context(start_method)
+        self.plan = _Plan(graph, ctx)
+        self.ctx = ctx
+        self.check_types = check_types
+        self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
+        self.controls: list[tuple[str, Connection]] = []
+        self.feeders: list[threading.Thread] = []
+        self.feed_error: BaseException | None = None
+        self.stop = threading.Event()  # the whole run is being torn down
+        self.source_stop = {n.id: threading.Event() for n in graph.sources}
+        self.exhausted: set[str] = set()
+
+    def start(self) -> None:
+        graph, plan = self.graph, self.plan
+        for node in graph.nodes:
+            if node.op is None:
+                continue
+            try:
+                op_bytes = cloudpickle.dumps(node.op)
+            except Exception as exc:
+                msg = f"cannot pickle stage {node.name!r} to send it to its workers: {type(exc).__name__}: {exc}"
+                raise StageError(node.name, "<none: shipping the stage>", msg) from exc
+            ranks = self._ranks(node)
+            for w in range(plan.workers[node.id]):
+                reads = [plan.reads[(node.id, w)][p] for p in node.parents]
+                writes = plan.writes.get((node.id, w), {})
+                ctl_r, ctl_s = self.ctx.Pipe(duplex=False)
+                stop = self.stop if self.threads else None
+                args = (
+                    op_bytes,
+                    node.name,
+                    w,
+                    plan.workers[node.id],
+                    reads,
+                    writes,
+                    ranks,
+                    ctl_s,
+                    self.check_types,
+                    plan.keyed,
+                    stop,
+                )
+                if self.threads:
+                    worker: Any = threading.Thread(
+                        target=_worker_main, args=args, name=f"{node.name}-{w}", daemon=True
+                    )
+                else:
+                    worker = self.ctx.Process(
+                        target=_worker_main,
+                        args=args,
+                        name=f"olympipe:{node.name}:{w}",
+                        daemon=True,
+                    )
+                worker.start()
+                if not self.threads:
+                    ctl_s.close()
+                self.procs.append((node.name, worker))
+                self.controls.append((node.name, ctl_r))
+        if not self.threads:
+            for conn in plan.child_side:
+                if not _is_feeder_end(conn, plan):
+                    conn.close()
+        for rank, node in enumerate(graph.sources):
+            writes = plan.writes.get((node.id, 0), {})
+            writer = _Writer(writes, self._ranks(node))
+            t = threading.Thread(
+                target=self._feed,
+                args=(node, rank, writer),
+                name=f"feeder-{node.name}",
+                daemon=True,
+            )
+            t.start()
+            self.feeders.append(t)
+
+    def _ranks(self, node: Node) -> dict[int, int] | None:
+        if not self.plan.keyed or len(node.children) < 2:
+            return None
+        return {child: rank for rank, child in enumerate(node.children)}
+
+    def _feed(self, node: Node, rank: int, writer: _Writer) -> None:
+        """Feeder thread: read the source lazily, send it on in messages of adaptive size."""
+        assert node.source is not None
+        keyed = self.plan.keyed
+        fixed = len(self.graph.sources) > 1  # aligned messages keep several sources in step
+        size, seq, index = (64 if fixed else 1), 0, 0
+        items: list[Any] = []
+        keys: list[Key] = []
+        try:
+            started = time.monotonic()
+            stop = self.source_stop[node.id]
+            for item in node.source.open():
+                if stop.is_set():
+                    break
+                items.append(item)
+                if keyed:
+                    keys.append((index, rank))
+                index += 1
+                if len(items) >= size:
+                    writer.send(seq, True, items, keys if keyed else None)
+                    seq += 1
+                    items, keys = [], []
+                    now = time.monotonic()
+                    if not fixed:
+                        size = (
+                            min(size * 2, _MAX_BATCH)
+                            if now - started < _FAST
+                            else max(1, size // 2)
+                        )
+                    started = now
+            if items and not stop.is_set():
+                writer.send(seq, True, items, keys if keyed else None)
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            if not self.stop.is_set():
+                self.feed_error = exc
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread
+            msg = f"source {node.name!r} raised {type(exc).__name__}: {exc}"
+            err = SourceError(msg)
+            err.__cause__ = exc
+            self.feed_error = err
+        finally:
+            with contextlib.suppress(OSError):
+                writer.end()
+
+    def results(self) -> Iterator[tuple[int, object]]:
+        """Yield (output index, item) in each output's order, from whichever output is ready."""
+        outputs = self.plan.outputs
+        expected = [0] * len(outputs)
+        live = set(range(len(outputs)))
+        controls = {conn: name for name, conn in self.controls}
+        sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
+        while live:
+            waiting = {outputs[i][expected[i] % len(outputs[i])]: i for i in live}
+            ready = wait([*waiting, *controls, *sentinels], timeout=_POLL)
+            self._check_feeders()
+            for obj in ready:
+                if obj in controls:
+                    if not self._read_control(obj, controls[obj]):  # type: ignore[arg-type]
+                        del controls[obj]  # type: ignore[arg-type]
+                elif obj in sentinels:
+                    self._check_death(*sentinels.pop(obj))  # type: ignore[index]
+            for obj in ready:
+                index = waiting.get(obj)  # type: ignore[call-overload]
+                if index is None:
+                    continue
+                msg = _recv(obj)  # type: ignore[arg-type]
+                if msg is None:
+                    live.discard(index)
+                    continue
+                seq, final, items, _ = msg
+                if final:
+                    expected[index] = seq + 1
+                for item in items:
+                    yield index, item
+        self._check_feeders()
+
+    def _check_feeders(self) -> None:
+        err = self.feed_error
+        if isinstance(err, SourceError):
+            raise err
+
+    def _read_control(self, conn: Connection, name: str) -> bool:
+        """Handle one report from a worker; False once the worker has closed its end."""
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return False  # the worker finished and closed its end
+        report = pickle.loads(data)  # noqa: S301 - our own workers wrote it
+        if report[0] == "exhausted":
+            self.exhausted.add(report[1])
+            self._stop_dead_sources()
+            return True
+        _, stage, err, cause, tb = report
+        if cause is not None and tb:
+            cause.__cause__ = RemoteTraceback(tb)
+        if err is None:
+            what = (
+                f"{type(cause).__name__}: {cause}"
+                if cause is not None
+                else "an unpicklable exception"
+            )
+            err = StageError(stage, "<unknown>", f"{what}\n{tb}")
+        raise err from cause
+
+    def _check_death(self, name: str, process: Any) -> None:
+        process.join(timeout=1.0)
+        code = process.exitcode
+        if code not in (0, None):
+            # A failure report may still be in flight: let it win, it says more.
+            for ctl_name, conn in self.controls:
+                if ctl_name == name and not conn.closed and conn.poll(0.2):
+                    self._read_control(conn, name)
+            raise WorkerDied(name, process.pid, code)
+
+    def _stop_dead_sources(self) -> None:
+        """Stop reading each source that no output wants any more (limit reached, timeout)."""
+        nodes = self.graph.nodes
+        sinks = set(self.graph.outputs)
+
+        def alive(node_id: int) -> bool:
+            if nodes[node_id].name in self.exhausted:
+                return False
+            return node_id in sinks or any(alive(c) for c in nodes[node_id].children)
+
+        for node in self.graph.sources:
+            if not alive(node.id):
+                self.source_stop[node.id].set()
+
+    def close(self) -> None:
+        """Stop everything: feeders, workers, pipes. Safe to call more than once."""
+        self.stop.set()
+        for event in self.source_stop.values():
+            event.set()
+        if self.threads:  # a closed read end makes a blocked writer fail instead of hang
+            for conns_by_parent in self.plan.reads.values():
+                for conns in conns_by_parent.values():
+                    for conn in conns:
+                        conn.close()
+        for _, p in self.procs:
+            if not self.threads and p.is_alive():
+                p.terminate()
+        for conn_list in self.plan.outputs:
+            for conn in conn_list:
+                conn.close()
+        for _, p in self.procs:
+            p.join(timeout=5.0)
+            if not self.threads and p.is_alive():
+                p.kill()
+                p.join(timeout=1.0)
+        for _, conn in self.controls:
+            conn.close()
+        for conn in self.plan.child_side:
+            conn.close()
+        for t in self.feeders:
+            t.join(timeout=1.0)
+
+
+def _is_feeder_end(conn: Connection, plan: _Plan) -> bool:
+    """Whether ``conn`` is a pipe end the caller's feeder threads write to."""
+    for node in plan.graph.sources:
+        for conns in plan.writes.get((node.id, 0), {}).values():
+            if conn in conns:
+                return True
+    return False
+
+
+def execute(
+    graph: Graph,
+    *,
+    threads: bool = False,
+    check_types: bool = False,
+    start_method: str | None = None,
+) -> Iterator[tuple[int, object]]:
+    """Run ``graph`` with one process (or thread) per stage worker."""
+    run = _Run(graph, threads=threads, check_types=check_types, start_method=start_method)
+    try:
+        run.start()
+        yield from run.results()
+    finally:
+        run.close()
