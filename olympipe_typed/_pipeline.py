@@ -42,6 +42,7 @@ T8 = TypeVar("T8")
 
 Backend = Literal["process", "thread", "inline", "ray"]
 BACKENDS: tuple[Backend, ...] = ("process", "thread", "inline", "ray")
+StartMethod = Literal["fork", "forkserver", "spawn"]
 
 __all__ = ["Backend", "CacheEnvelope", "Pipeline", "run_all", "source"]
 
@@ -115,6 +116,7 @@ class Pipeline(Generic[T_co]):
         backend: Backend = "process",
         progress: bool = False,
         check_types: bool = False,
+        start_method: StartMethod | None = None,
     ) -> list[T_co]:
         """Run the pipeline and return every output item, in order.
 
@@ -123,8 +125,16 @@ class Pipeline(Generic[T_co]):
                 ``"inline"`` (sequential, in this thread) or ``"ray"``.
             progress: show live per-stage progress.
             check_types: check every item against each stage's annotations.
+            start_method: for ``"process"``: ``"fork"``, ``"forkserver"`` or ``"spawn"``
+                (default: the platform's).
         """
-        return run_all(self, backend=backend, progress=progress, check_types=check_types)[0]
+        return run_all(
+            self,
+            backend=backend,
+            progress=progress,
+            check_types=check_types,
+            start_method=start_method,
+        )[0]
 
     def stream(
         self,
@@ -132,6 +142,7 @@ class Pipeline(Generic[T_co]):
         backend: Backend = "process",
         progress: bool = False,
         check_types: bool = False,
+        start_method: StartMethod | None = None,
     ) -> Iterator[T_co]:
         """Yield output items as they come, in order, with bounded memory.
 
@@ -140,7 +151,13 @@ class Pipeline(Generic[T_co]):
         from ._runner import execute
 
         graph = compile_graph([self._node])
-        events = execute(graph, backend=backend, progress=progress, check_types=check_types)
+        events = execute(
+            graph,
+            backend=backend,
+            progress=progress,
+            check_types=check_types,
+            start_method=start_method,
+        )
         try:
             for _, item in events:
                 yield cast("T_co", item)
@@ -476,29 +493,30 @@ class _SourceFactory:
 
 # fmt: off
 @overload
-def run_all(p1: Pipeline[T1], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1]]: ...
+def run_all(p1: Pipeline[T1], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], p8: Pipeline[T8], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], p8: Pipeline[T8], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
 @overload
-def run_all(*pipelines: Pipeline[T], backend: Backend = ..., progress: bool = ..., check_types: bool = ...) -> tuple[list[T], ...]: ...
+def run_all(*pipelines: Pipeline[T], backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T], ...]: ...
 # fmt: on
 def run_all(
     *pipelines: Pipeline[object],
     backend: Backend = "process",
     progress: bool = False,
     check_types: bool = False,
+    start_method: StartMethod | None = None,
 ) -> tuple[list[Any], ...]:
     """Run several pipelines as one graph; return one list of outputs per pipeline.
 
@@ -516,6 +534,13 @@ def run_all(
         _check_instance("each argument of run_all()", p, Pipeline, "a Pipeline")
     graph = compile_graph([p._node for p in pipelines])
     results: list[list[Any]] = [[] for _ in pipelines]
-    for index, item in execute(graph, backend=backend, progress=progress, check_types=check_types):
+    events = execute(
+        graph,
+        backend=backend,
+        progress=progress,
+        check_types=check_types,
+        start_method=start_method,
+    )
+    for index, item in events:
         results[index].append(item)
     return tuple(results)

@@ -21,11 +21,11 @@ def execute(
     """Run ``graph`` on ``backend``, yielding (output index, item) as outputs appear."""
     del progress  # the progress display comes with the run report
     if backend == "inline":
-        from .backends import inline  # noqa: PLC0415
+        from .backends import inline
 
         return inline.execute(graph, check_types=check_types)
     if backend in ("process", "thread"):
-        from .backends import process  # noqa: PLC0415
+        from .backends import process
 
         threads = backend == "thread"
         return process.execute(

@@ -40,15 +40,18 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import cloudpickle
 
 from .._errors import RemoteTraceback, SourceError, StageError, WorkerDied
-from .._graph import Graph, Node
-from .._ops import Op, Processor
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .._graph import Graph, Node
+    from .._ops import Op, Processor
 
 END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
 INF_KEY: Final = (float("inf"),)
@@ -137,7 +140,7 @@ class _Writer:
                 conn.send_bytes(END)
 
 
-class _Stopped(Exception):  # noqa: N818 - a control-flow signal, not an error
+class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
 
 
@@ -149,7 +152,7 @@ def _recv(conn: Connection, stop: threading.Event | None = None) -> Message | No
     data = conn.recv_bytes()
     if data == END:
         return None
-    msg: Message = pickle.loads(data)  # noqa: S301 - our own workers wrote it
+    msg: Message = pickle.loads(data)
     return msg
 
 
@@ -174,14 +177,14 @@ def _worker_main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     proc: Processor | None = None
     try:
-        op: Op = pickle.loads(op_bytes)  # noqa: S301 - cloudpickled by the caller
+        op: Op = pickle.loads(op_bytes)
         proc = op.open(name, check_types=check_types)
         worker_ = _Worker(proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop)
         worker_.run()
         proc.close()
     except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
         pass  # torn down, or a neighbour died: the caller reports what happened
-    except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller
+    except BaseException as exc:
         _report(control, name, exc)
         if proc is not None:
             with contextlib.suppress(BaseException):
@@ -197,7 +200,7 @@ def _report(control: Connection, name: str, exc: BaseException) -> None:
     err = exc if isinstance(exc, StageError) else None
     try:
         payload = pickle.dumps(("error", name, err, cause, tb))
-    except Exception:  # noqa: BLE001 - an unpicklable exception still arrives, as text
+    except Exception:
         what = f"{type(cause).__name__}: {cause}" if cause is not None else ""
         payload = pickle.dumps(
             ("error", name, err if _picklable(err) else None, None, f"{what}\n{tb}")
@@ -209,7 +212,7 @@ def _report(control: Connection, name: str, exc: BaseException) -> None:
 def _picklable(obj: object) -> bool:
     try:
         pickle.dumps(obj)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 
@@ -352,12 +355,12 @@ class _Run:
     ) -> None:
         self.graph = graph
         self.threads = threads
-        ctx = multiprocessing.get_context(start_method)
+        ctx: Any = multiprocessing.get_context(start_method)
         self.plan = _Plan(graph, ctx)
-        self.ctx = ctx
+        self.ctx: Any = ctx
         self.check_types = check_types
         self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
-        self.controls: list[tuple[str, Connection]] = []
+        self.controls: list[tuple[str, Any]] = []
         self.feeders: list[threading.Thread] = []
         self.feed_error: BaseException | None = None
         self.stop = threading.Event()  # the whole run is being torn down
@@ -465,7 +468,7 @@ class _Run:
         except (BrokenPipeError, ConnectionResetError, OSError) as exc:
             if not self.stop.is_set():
                 self.feed_error = exc
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread
+        except BaseException as exc:
             msg = f"source {node.name!r} raised {type(exc).__name__}: {exc}"
             err = SourceError(msg)
             err.__cause__ = exc
@@ -483,19 +486,19 @@ class _Run:
         sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
         while live:
             waiting = {outputs[i][expected[i] % len(outputs[i])]: i for i in live}
-            ready = wait([*waiting, *controls, *sentinels], timeout=_POLL)
+            ready: list[Any] = wait([*waiting, *controls, *sentinels], timeout=_POLL)
             self._check_feeders()
             for obj in ready:
                 if obj in controls:
-                    if not self._read_control(obj, controls[obj]):  # type: ignore[arg-type]
-                        del controls[obj]  # type: ignore[arg-type]
+                    if not self._read_control(obj, controls[obj]):
+                        del controls[obj]
                 elif obj in sentinels:
-                    self._check_death(*sentinels.pop(obj))  # type: ignore[index]
+                    self._check_death(*sentinels.pop(obj))
             for obj in ready:
-                index = waiting.get(obj)  # type: ignore[call-overload]
+                index = waiting.get(obj)
                 if index is None:
                     continue
-                msg = _recv(obj)  # type: ignore[arg-type]
+                msg = _recv(obj)
                 if msg is None:
                     live.discard(index)
                     continue
@@ -517,7 +520,7 @@ class _Run:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
-        report = pickle.loads(data)  # noqa: S301 - our own workers wrote it
+        report = pickle.loads(data)
         if report[0] == "exhausted":
             self.exhausted.add(report[1])
             self._stop_dead_sources()
