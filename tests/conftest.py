@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 # The backends that must give the inline backend's results.
-BACKENDS = ["inline"]
+BACKENDS = ["inline", "thread", "process"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -23,8 +23,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+# multiprocessing's own helpers live as long as the test session, by design.
+_INFRASTRUCTURE = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+
+
+def _is_infrastructure(proc: psutil.Process) -> bool:
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return any(name in cmdline for name in _INFRASTRUCTURE)
+
+
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
+    kids = psutil.Process(os.getpid()).children(recursive=True)
+    return {p.pid for p in kids if not _is_infrastructure(p)}
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,7 @@ INF_KEY: Final = (float("inf"),)
 _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _FAST: Final = 0.002  # a message filled faster than this doubles the next one's size
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
+_GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
 
 Key = tuple[float, ...]
 Message = tuple[int, bool, list[Any], list[Key] | None]
@@ -181,7 +182,12 @@ def _worker_main(
         proc = op.open(name, check_types=check_types)
         worker_ = _Worker(proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop)
         worker_.run()
-        proc.close()
+        closing, proc = proc, None
+        try:
+            closing.close()
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            raise StageError(name, "<none: in close()>", msg) from exc
     except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
         pass  # torn down, or a neighbour died: the caller reports what happened
     except BaseException as exc:
@@ -561,6 +567,16 @@ class _Run:
             if not alive(node.id):
                 self.source_stop[node.id].set()
 
+    def finish(self) -> None:
+        """After the last output: let workers run their class stages' close() and exit."""
+        deadline = time.monotonic() + _GRACE
+        for _, p in self.procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        # A close() that raised is an error of the run, as it is inline.
+        for name, conn in self.controls:
+            while not conn.closed and conn.poll(0) and self._read_control(conn, name):
+                pass
+
     def close(self) -> None:
         """Stop everything: feeders, workers, pipes. Safe to call more than once."""
         self.stop.set()
@@ -611,5 +627,6 @@ def execute(
     try:
         run.start()
         yield from run.results()
+        run.finish()
     finally:
         run.close()

@@ -1,0 +1,1 @@
+"""Runnable examples; each one asserts its own result (``python -m examples.<name>``)."""

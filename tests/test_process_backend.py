@@ -1,0 +1,102 @@
+"""The process backend under every start method: order, lifecycle, early exit."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
+
+pytestmark = pytest.mark.timeout(120)
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+
+
+@pytest.fixture(params=START_METHODS)
+def start_method(request: pytest.FixtureRequest) -> str:
+    """Each multiprocessing start method in turn."""
+    name: str = request.param
+    return name
+
+
+def test_process_runs_closures_under_every_start_method(start_method: str) -> None:
+    """A closure, a lambda and a batch give the inline result under fork, forkserver and spawn."""
+    offset = 3
+
+    def shift(x: int) -> int:
+        return x + offset
+
+    p = source(range(50)) >> stage(shift).options(workers=2) >> stage(lambda x: x * 2) >> batch(7)
+    assert p.run(start_method=start_method) == p.run(backend="inline")
+
+
+def test_process_keeps_order_with_random_delays(start_method: str) -> None:
+    """workers=4 with random per-item delays still gives items in input order."""
+
+    def jitter(x: int) -> int:
+        time.sleep(random.random() / 500)
+        return x
+
+    p = source(range(300)) >> stage(jitter).options(workers=4)
+    assert p.run(start_method=start_method) == list(range(300))
+
+
+class Recorder:
+    """A class stage that writes one line per construction and per close()."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        (self.folder / f"init-{os.getpid()}").touch()
+
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+    def close(self) -> None:
+        (self.folder / f"close-{os.getpid()}").touch()
+
+
+def test_class_stage_built_once_per_worker_inside_it(tmp_path: Path, start_method: str) -> None:
+    """Each of 3 workers builds the instance once, in its own process, and closes it once."""
+    rec: Stage[int, int] = stage(Recorder)(str(tmp_path)).options(workers=3)
+    assert (source(range(30)) >> rec).run(start_method=start_method) == list(range(1, 31))
+    inits = sorted(p.name for p in tmp_path.glob("init-*"))
+    closes = sorted(p.name for p in tmp_path.glob("close-*"))
+    assert len(inits) == 3
+    assert [n.replace("init", "close") for n in inits] == closes
+    assert f"init-{os.getpid()}" not in inits
+
+
+def test_stream_break_on_infinite_source_stops_promptly() -> None:
+    """Leaving stream() early on an endless generator returns at once and leaves no process."""
+    started = time.monotonic()
+    seen = []
+    for x in source(itertools.count()) >> stage(lambda x: x * 2):
+        seen.append(x)
+        if len(seen) == 5:
+            break
+    assert seen == [0, 2, 4, 6, 8]
+    assert time.monotonic() - started < 10
+
+
+def test_limit_stops_an_infinite_source() -> None:
+    """limit(n) after an endless source ends the run."""
+    assert Pipeline(itertools.count()).task(lambda x: x + 1).limit(4).run() == [1, 2, 3, 4]
+
+
+def test_run_all_broadcasts_shared_node_across_processes(tmp_path: Path) -> None:
+    """A node shared by two outputs runs once per item, and both outputs see every item."""
+
+    def mark(x: int) -> int:
+        (tmp_path / f"{x}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        return x
+
+    shared = source(range(20)) >> stage(mark)
+    evens, tens = run_all(shared >> stage(lambda x: x * 2), shared >> stage(lambda x: x * 10))
+    assert evens == [2 * i for i in range(20)]
+    assert tens == [10 * i for i in range(20)]
+    assert len(list(tmp_path.iterdir())) == 20
