@@ -28,7 +28,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(PY) -m examples.images
+	$(PY) -m examples.quickstart
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
