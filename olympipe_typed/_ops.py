@@ -162,6 +162,81 @@ class Processor:
         self._acc = op.initial
         self._seen = 0
         self.process: Callable[[object, Emit], None] = getattr(self, f"_{op.kind}")
+        # Workers hand over whole messages; plain map/filter/flat stages then run a tight loop.
+        self.process_many: Callable[[list[Any], list[Any]], None] = self._many
+        if fn is not None and not check_types and op.kind in ("map", "filter", "flat"):
+            self.process_many = getattr(self, f"_{op.kind}_many")
+
+    # -- whole messages at once: the workers' hot path --
+
+    def _many(self, items: list[Any], out: list[Any]) -> None:
+        process, emit = self.process, out.append
+        for item in items:
+            process(item, emit)
+            if self.exhausted:
+                return
+
+    def _map_many(self, items: list[Any], out: list[Any]) -> None:
+        fn, emit = self._fn, out.append
+        assert fn is not None
+        rest = iter(items)
+        while True:
+            try:
+                for item in rest:
+                    emit(fn(item))
+            except Exception as exc:
+                self._recover(item, exc, emit)  # pyright: ignore[reportPossiblyUnboundVariable]
+            else:
+                return
+
+    def _filter_many(self, items: list[Any], out: list[Any]) -> None:
+        fn, emit = self._fn, out.append
+        assert fn is not None
+        rest = iter(items)
+        while True:
+            try:
+                for item in rest:
+                    if fn(item):
+                        emit(item)
+            except Exception as exc:
+                self._recover(item, exc, emit)  # pyright: ignore[reportPossiblyUnboundVariable]
+            else:
+                return
+
+    def _flat_many(self, items: list[Any], out: list[Any]) -> None:
+        fn, extend = self._fn, out.extend
+        assert fn is not None
+        rest = iter(items)
+        while True:
+            try:
+                for item in rest:
+                    extend(list(fn(item)))  # all of an item's outputs, or none
+            except Exception as exc:
+                self._recover(item, exc, out.append)  # pyright: ignore[reportPossiblyUnboundVariable]
+            else:
+                return
+
+    def _recover(self, item: object, exc: Exception, emit: Emit) -> None:
+        """``item`` failed once in a fast loop: the remaining retries, then on_error."""
+        fn = self._fn
+        assert fn is not None
+        for _ in range(self.op.options.retries):
+            try:
+                result = fn(item)
+                outputs = list(result) if self.op.kind == "flat" else [result]
+            except Exception as again:
+                exc = again
+                continue
+            if self.op.kind == "filter":
+                if result:
+                    emit(item)
+            else:
+                for value in outputs:
+                    emit(value)
+            return
+        _, value = self._failed(item, exc)
+        if value is not None:
+            emit(value[0])
 
     # -- calling the user's function, with retries, on_error and type checks --
 

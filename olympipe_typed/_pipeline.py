@@ -159,8 +159,8 @@ class Pipeline(Generic[T_co]):
             start_method=start_method,
         )
         try:
-            for _, item in events:
-                yield cast("T_co", item)
+            for _, items in events:
+                yield from cast("list[T_co]", items)
         finally:
             close = getattr(events, "close", None)
             if close is not None:
@@ -541,6 +541,6 @@ def run_all(
         check_types=check_types,
         start_method=start_method,
     )
-    for index, item in events:
-        results[index].append(item)
+    for index, items in events:
+        results[index] += items
     return tuple(results)

@@ -1,8 +1,8 @@
-"""Dispatch a compiled graph to a backend; every backend yields (output index, item) pairs."""
+"""Dispatch a compiled graph to a backend; every backend yields (output index, items) pairs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -17,8 +17,8 @@ def execute(
     progress: bool = False,
     check_types: bool = False,
     start_method: str | None = None,
-) -> Iterator[tuple[int, object]]:
-    """Run ``graph`` on ``backend``, yielding (output index, item) as outputs appear."""
+) -> Iterator[tuple[int, list[Any]]]:
+    """Run ``graph`` on ``backend``, yielding (output index, items) as outputs appear, in order."""
     del progress  # the progress display comes with the run report
     if backend == "inline":
         from .backends import inline

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError, StageError
 
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .._ops import Emit, Processor
 
 
-def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, object]]:
-    """Run ``graph``; yield (output index, item) as items reach the outputs."""
+def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, list[Any]]]:
+    """Run ``graph``; yield (output index, [item]) as items reach the outputs."""
     ready: deque[tuple[int, object]] = deque()
     procs: dict[int, Processor] = {}
     try:
@@ -55,12 +55,14 @@ def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, o
                         proc.poll(now, emitters[proc_id])
                 emitters[node_id](item)
                 while ready:
-                    yield ready.popleft()
+                    index, item = ready.popleft()
+                    yield index, [item]
         for node in graph.nodes:
             if node.op is not None:
                 procs[node.id].flush(emitters[node.id])
                 while ready:
-                    yield ready.popleft()
+                    index, item = ready.popleft()
+                    yield index, [item]
     except BaseException:
         _close_all(procs, quiet=True)
         raise

@@ -302,13 +302,11 @@ class _Worker:
         if self.ended:
             return
         if not self.keyed:
-            emit = self.out.append
             for _, _, items, _ in msgs:
-                for item in items:
-                    proc.process(item, emit)
-                    if proc.exhausted:
-                        self._finish_early()
-                        return
+                proc.process_many(items, self.out)
+                if proc.exhausted:
+                    self._finish_early()
+                    return
             return
         pairs = [
             (k, x) for _, _, items, keys in msgs for k, x in zip(keys or (), items, strict=True)
@@ -483,8 +481,8 @@ class _Run:
             with contextlib.suppress(OSError):
                 writer.end()
 
-    def results(self) -> Iterator[tuple[int, object]]:
-        """Yield (output index, item) in each output's order, from whichever output is ready."""
+    def results(self) -> Iterator[tuple[int, list[Any]]]:
+        """Yield (output index, items) in each output's order, from whichever output is ready."""
         outputs = self.plan.outputs
         expected = [0] * len(outputs)
         live = set(range(len(outputs)))
@@ -511,8 +509,8 @@ class _Run:
                 seq, final, items, _ = msg
                 if final:
                     expected[index] = seq + 1
-                for item in items:
-                    yield index, item
+                if items:
+                    yield index, items
         self._check_feeders()
 
     def _check_feeders(self) -> None:
@@ -621,7 +619,7 @@ def execute(
     threads: bool = False,
     check_types: bool = False,
     start_method: str | None = None,
-) -> Iterator[tuple[int, object]]:
+) -> Iterator[tuple[int, list[Any]]]:
     """Run ``graph`` with one process (or thread) per stage worker."""
     run = _Run(graph, threads=threads, check_types=check_types, start_method=start_method)
     try:
