@@ -71,6 +71,15 @@ def element_hint(hint: object) -> object:
     return UNKNOWN
 
 
+def narrowed_hint(hint: object) -> object:
+    """What a filter lets through: ``X`` for a ``TypeIs[X]`` or ``TypeGuard[X]`` predicate."""
+    origin = typing.get_origin(hint)
+    name = getattr(origin, "_name", None) or getattr(origin, "__name__", "")
+    if name in ("TypeIs", "TypeGuard") and typing.get_args(hint):
+        return typing.get_args(hint)[0]
+    return UNKNOWN
+
+
 def list_of(hint: object) -> object:
     """``list[hint]``, or UNKNOWN when ``hint`` is."""
     if hint is UNKNOWN:

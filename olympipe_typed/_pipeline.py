@@ -11,7 +11,7 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
@@ -143,7 +143,7 @@ class Pipeline(Generic[T_co]):
         progress: bool = False,
         check_types: bool = False,
         start_method: StartMethod | None = None,
-    ) -> Iterator[T_co]:
+    ) -> Generator[T_co, None, None]:
         """Yield output items as they come, in order, with bounded memory.
 
         Leaving the loop early shuts the pipeline down.
@@ -314,24 +314,28 @@ class Pipeline(Generic[T_co]):
         """Olympipe compatibility: running starts at ``wait_for_result()``; returns ``self``."""
         return self
 
-    def wait_for_result(self) -> list[T_co]:
+    def wait_for_result(self, *, backend: Backend = "process") -> list[T_co]:
         """Run the pipeline and return its outputs (olympipe's name for ``run()``)."""
-        return self.run()
+        return self.run(backend=backend)
 
     def wait_for_results(
-        self, other_pipes: Sequence[Pipeline[R]] | None = None
+        self, other_pipes: Sequence[Pipeline[R]] | None = None, *, backend: Backend = "process"
     ) -> list[list[T_co | R]]:
         """Run this pipeline and ``other_pipes`` as one graph; one list of results each."""
-        return Pipeline.wait_for_all_results([self, *(other_pipes or ())])
+        return Pipeline.wait_for_all_results([self, *(other_pipes or ())], backend=backend)
 
-    def wait_and_reduce(self, accumulator: R, reducer: Callable[[T_co, R], R]) -> R:
+    def wait_and_reduce(
+        self, accumulator: R, reducer: Callable[[T_co, R], R], *, backend: Backend = "process"
+    ) -> R:
         """Run, folding outputs with ``reducer(item, acc)``; return the final accumulator."""
-        return self.reduce(accumulator, reducer).run()[0]
+        return self.reduce(accumulator, reducer).run(backend=backend)[0]
 
     @staticmethod
-    def wait_for_all_results(pipes: Sequence[Pipeline[T]]) -> list[list[T]]:
+    def wait_for_all_results(
+        pipes: Sequence[Pipeline[T]], *, backend: Backend = "process"
+    ) -> list[list[T]]:
         """Run several pipelines as one graph (shared parts once); one list of results each."""
-        return list(run_all(*pipes))
+        return list(run_all(*pipes, backend=backend))
 
     def __repr__(self) -> str:
         return f"<Pipeline ending at {_node_name(self._node)}>"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, final, 
 
 from typing_extensions import ParamSpec, TypeIs
 
-from ._hints import UNKNOWN, callable_hints, element_hint
+from ._hints import callable_hints, element_hint, narrowed_hint
 from ._ops import (
     ClassSpec,
     ErrorPolicy,
@@ -231,7 +231,7 @@ def make_op(kind: Kind, fn: Callable[..., object] | ClassSpec, options: Options)
     if kind == "flat":
         hint_out = element_hint(hint_out)
     elif kind == "filter":
-        hint_out = UNKNOWN
+        hint_out = narrowed_hint(hint_out)
     label = label_of(target)
     if isinstance(fn, ClassSpec) and fn.method != "__call__":
         label = f"{label}.{fn.method}"

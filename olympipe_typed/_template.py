@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, TypeAlias
 
-from ._hints import UNKNOWN, check_edge, list_of, union_of
+from ._errors import WiringError
+from ._hints import UNKNOWN, check_edge, fits, hint_repr, list_of, union_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,7 +55,16 @@ def _parts(t: Template) -> tuple[Template, ...]:
 
 
 def fan(first: Template, second: Template) -> Fan:
-    """``first | second``, flattened."""
+    """``first | second``, flattened, after checking that both accept the same items."""
+    given = in_hint(first)
+    for consumer in first_leaves(second):
+        if not fits(given, consumer.in_hint):
+            msg = (
+                f"fan-out {describe(first)!r} | {consumer.name!r}: both branches receive every "
+                f"item, but {describe(first)!r} takes {hint_repr(given)} and {consumer.name!r} "
+                f"takes {hint_repr(consumer.in_hint)}"
+            )
+            raise WiringError(msg)
     branches = (*_branches(first), *_branches(second))
     return Fan(branches)
 

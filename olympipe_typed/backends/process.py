@@ -40,12 +40,13 @@ import signal
 import threading
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
 import cloudpickle
 
-from .._errors import RemoteTraceback, SourceError, StageError, WorkerDied
+from .._errors import PipelineError, RemoteTraceback, SourceError, StageError, WorkerDied
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,9 +55,12 @@ if TYPE_CHECKING:
     from .._ops import Op, Processor
 
 END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
-INF_KEY: Final = (float("inf"),)
+TAIL: Final = -1  # the seq of a node's last message: what its flush() emitted
+INF: Final = float("inf")
 _MAX_BATCH: Final = 1024  # items per feeder message, at most
-_FAST: Final = 0.002  # a message filled faster than this doubles the next one's size
+_FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
+_AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent
+_STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
 
@@ -135,6 +139,16 @@ class _Writer:
                 payload = data
             conns[seq % len(conns)].send_bytes(payload)
 
+    def tail(self, items: list[Any], keys: list[Key] | None) -> None:
+        """The last message: to the first worker of each child (and to the caller)."""
+        for child, conns in self.targets:
+            rank = self.ranks.get(child) if self.ranks is not None else None
+            if keys is not None and rank is not None:
+                payload = _dumps((TAIL, True, items, [(*k, rank) for k in keys]))
+            else:
+                payload = _dumps((TAIL, True, items, keys))
+            conns[0].send_bytes(payload)
+
     def end(self) -> None:
         for _, conns in self.targets:
             for conn in conns:
@@ -145,11 +159,7 @@ class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
 
 
-def _recv(conn: Connection, stop: threading.Event | None = None) -> Message | None:
-    if stop is not None:  # threads cannot be killed: wake up now and then to check
-        while not conn.poll(0.1):
-            if stop.is_set():
-                raise _Stopped
+def _recv(conn: Connection) -> Message | None:
     data = conn.recv_bytes()
     if data == END:
         return None
@@ -171,7 +181,8 @@ def _worker_main(
     control: Connection,
     check_types: bool,
     keyed: bool,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None,
+    node_id: int,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
@@ -180,7 +191,9 @@ def _worker_main(
     try:
         op: Op = pickle.loads(op_bytes)
         proc = op.open(name, check_types=check_types)
-        worker_ = _Worker(proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop)
+        worker_ = _Worker(
+            proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop, node_id
+        )
         worker_.run()
         closing, proc = proc, None
         try:
@@ -201,9 +214,10 @@ def _worker_main(
 
 def _report(control: Connection, name: str, exc: BaseException) -> None:
     """Send a failure to the caller: the error, its original cause and the traceback text."""
-    cause = exc.__cause__ if isinstance(exc, StageError) else exc
+    ours = isinstance(exc, PipelineError)  # StageError, StageTypeError: re-raised as they are
+    cause = exc.__cause__ if ours else exc
     tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
-    err = exc if isinstance(exc, StageError) else None
+    err = exc if ours else None
     try:
         payload = pickle.dumps(("error", name, err, cause, tb))
     except Exception:
@@ -236,8 +250,11 @@ class _Worker:
         keyed: bool,
         control: Connection,
         stop: threading.Event | None,
+        node_id: int,
     ) -> None:
         self.proc = proc
+        self.node_id = node_id
+        self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
         self.seq = worker
@@ -250,52 +267,91 @@ class _Worker:
         self.ended = False  # sent END early (limit reached, timeout)
 
     def run(self) -> None:
-        parents = list(range(len(self.reads)))
+        """Process message after message, in seq order, then the end of the stream."""
+        reads, stop = self.reads, self.stop
+        merging = len(reads) > 1
         timed = self.proc.op.seconds is not None
-        while parents:
+        active = set(range(len(reads)))  # parents still sending numbered messages
+        draining: dict[Connection, int] = {}  # pipes of finished parents, read up to END
+        tails: list[Message] = []
+        while active:
+            # The one pipe of each parent that carries message number self.seq.
+            pending = {reads[p][self.seq % len(reads[p])]: p for p in active}
             msgs: list[Message] = []
-            for p in list(parents):
-                conns = self.reads[p]
-                conn = conns[self.seq % len(conns)]
-                while True:
-                    if timed and not self.ended:
-                        self._wait_timed(conn)
-                    msg = _recv(conn, self.stop)
-                    if msg is None:
-                        parents.remove(p)
-                        break
-                    if msg[1] or len(self.reads) > 1:
+            while pending:
+                if merging or draining or timed or stop is not None:
+                    # Several pipes: read whichever is ready, so that no writer blocks on us.
+                    ready = self._wait([*pending, *draining])
+                else:
+                    ready = list(pending)  # one pipe: a blocking read is cheapest
+                for conn in ready:
+                    msg = _recv(conn)
+                    if conn in draining:
+                        if msg is None:
+                            del draining[conn]
+                        else:
+                            tails.append(msg)
+                        continue
+                    parent = pending[conn]
+                    if msg is None or msg[0] == TAIL:
+                        # No message self.seq from this parent: it is at its end, and so are
+                        # its other workers, whose pipes to us hold at most a TAIL and END.
+                        del pending[conn]
+                        active.discard(parent)
+                        for other in reads[parent]:
+                            if other is not conn or msg is not None:
+                                draining[other] = parent
+                        if msg is not None:
+                            tails.append(msg)
+                    elif msg[1]:
+                        del pending[conn]
                         msgs.append(msg)
-                        if msg[1]:
-                            break
+                    elif merging:  # a partial, held until the whole seq is in
+                        msgs.append(msg)
                     else:  # a partial from upstream: pass it on at once
                         self._process([msg])
                         self._send(final=False)
-            if not parents:
-                break
-            self._process(msgs)
-            self._send(final=True)
-            self.seq += self.step
-        # End of stream: what flush() emits goes out numbered as the seq we expected.
-        if not self.ended:
-            self.proc.flush(self._emit_end)
-            self._send(final=True)
-            self.writer.end()
+            if msgs:
+                self._process(msgs)
+                self._send(final=True)
+            if active:
+                self.seq += self.step
+        while draining:
+            for conn in self._wait(list(draining)):
+                msg = _recv(conn)
+                if msg is None:
+                    del draining[conn]
+                else:
+                    tails.append(msg)
+        if self.ended:
+            return
+        # End of stream: the parents' last words (their flushes), then ours, then END.
+        self._process(tails)
+        self.proc.flush(self._emit_flush)
+        keys = self.out_keys if self.keyed else None
+        self.writer.tail(self.out, keys)
+        self.out, self.out_keys = [], []
+        self.writer.end()
 
-    def _wait_timed(self, conn: Connection) -> None:
-        """Wake up for time-based behaviour while waiting for the next message."""
+    def _wait(self, conns: list[Connection]) -> list[Connection]:
+        """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
         while True:
-            deadline = self.proc.deadline()
-            if deadline is None:
-                return
-            if conn.poll(max(0.0, deadline - time.monotonic())):
-                return
-            self.proc.poll(time.monotonic(), self._emit_end)
-            if self.proc.exhausted:
-                self._finish_early()
-                return
-            if self.out:
-                self._send(final=False)
+            timeout = _STOP_POLL if self.stop is not None else None
+            deadline = None if self.ended else self.proc.deadline()
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
+            ready: list[Any] = wait(conns, timeout)
+            if ready:
+                return ready
+            if self.stop is not None and self.stop.is_set():
+                raise _Stopped
+            if deadline is not None and time.monotonic() >= deadline:
+                self.proc.poll(time.monotonic(), self._emit_timed)
+                if self.proc.exhausted:
+                    self._finish_early()
+                elif self.out:
+                    self._send(final=False)
 
     def _process(self, msgs: list[Message]) -> None:
         proc = self.proc
@@ -311,9 +367,10 @@ class _Worker:
         pairs = [
             (k, x) for _, _, items, keys in msgs for k, x in zip(keys or (), items, strict=True)
         ]
-        if len(msgs) > 1:
+        if len(msgs) > 1:  # a fan-in: restore the inline order
             pairs.sort(key=lambda kx: kx[0])
         for key, item in pairs:
+            self.last_key = key
             start = len(self.out)
             proc.process(item, self.out.append)
             n = len(self.out) - start
@@ -325,10 +382,17 @@ class _Worker:
                 self._finish_early()
                 return
 
-    def _emit_end(self, value: object) -> None:
+    def _emit_flush(self, value: object) -> None:
+        """End of stream: a flush's outputs come after everything, in node order (as inline)."""
         self.out.append(value)
         if self.keyed:
-            self.out_keys.append(INF_KEY)
+            self.out_keys.append((INF, self.node_id))
+
+    def _emit_timed(self, value: object) -> None:
+        """A time-based flush comes after the last item seen and before the next one."""
+        self.out.append(value)
+        if self.keyed:
+            self.out_keys.append((*self.last_key, INF))
 
     def _send(self, *, final: bool) -> None:
         if self.ended and not self.out:
@@ -365,8 +429,7 @@ class _Run:
         self.check_types = check_types
         self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
         self.controls: list[tuple[str, Any]] = []
-        self.feeders: list[threading.Thread] = []
-        self.feed_error: BaseException | None = None
+        self.feeders: list[_Feeder] = []
         self.stop = threading.Event()  # the whole run is being torn down
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
@@ -399,6 +462,7 @@ class _Run:
                     self.check_types,
                     plan.keyed,
                     stop,
+                    node.id,
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -422,64 +486,21 @@ class _Run:
                     conn.close()
         for rank, node in enumerate(graph.sources):
             writes = plan.writes.get((node.id, 0), {})
-            writer = _Writer(writes, self._ranks(node))
-            t = threading.Thread(
-                target=self._feed,
-                args=(node, rank, writer),
-                name=f"feeder-{node.name}",
-                daemon=True,
+            feeder = _Feeder(
+                node,
+                rank,
+                _Writer(writes, self._ranks(node)),
+                keyed=plan.keyed,
+                fixed=len(graph.sources) > 1,
+                stop=self.source_stop[node.id],
             )
-            t.start()
-            self.feeders.append(t)
+            self.feeders.append(feeder)
+            feeder.start()
 
     def _ranks(self, node: Node) -> dict[int, int] | None:
         if not self.plan.keyed or len(node.children) < 2:
             return None
         return {child: rank for rank, child in enumerate(node.children)}
-
-    def _feed(self, node: Node, rank: int, writer: _Writer) -> None:
-        """Feeder thread: read the source lazily, send it on in messages of adaptive size."""
-        assert node.source is not None
-        keyed = self.plan.keyed
-        fixed = len(self.graph.sources) > 1  # aligned messages keep several sources in step
-        size, seq, index = (64 if fixed else 1), 0, 0
-        items: list[Any] = []
-        keys: list[Key] = []
-        try:
-            started = time.monotonic()
-            stop = self.source_stop[node.id]
-            for item in node.source.open():
-                if stop.is_set():
-                    break
-                items.append(item)
-                if keyed:
-                    keys.append((index, rank))
-                index += 1
-                if len(items) >= size:
-                    writer.send(seq, True, items, keys if keyed else None)
-                    seq += 1
-                    items, keys = [], []
-                    now = time.monotonic()
-                    if not fixed:
-                        size = (
-                            min(size * 2, _MAX_BATCH)
-                            if now - started < _FAST
-                            else max(1, size // 2)
-                        )
-                    started = now
-            if items and not stop.is_set():
-                writer.send(seq, True, items, keys if keyed else None)
-        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
-            if not self.stop.is_set():
-                self.feed_error = exc
-        except BaseException as exc:
-            msg = f"source {node.name!r} raised {type(exc).__name__}: {exc}"
-            err = SourceError(msg)
-            err.__cause__ = exc
-            self.feed_error = err
-        finally:
-            with contextlib.suppress(OSError):
-                writer.end()
 
     def results(self) -> Iterator[tuple[int, list[Any]]]:
         """Yield (output index, items) in each output's order, from whichever output is ready."""
@@ -488,8 +509,11 @@ class _Run:
         live = set(range(len(outputs)))
         controls = {conn: name for name, conn in self.controls}
         sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
+        draining: dict[Any, int] = {}  # pipes of outputs at their end, read up to END
         while live:
             waiting = {outputs[i][expected[i] % len(outputs[i])]: i for i in live}
+            for conn, i in draining.items():
+                waiting[conn] = i
             ready: list[Any] = wait([*waiting, *controls, *sentinels], timeout=_POLL)
             self._check_feeders()
             for obj in ready:
@@ -503,8 +527,25 @@ class _Run:
                 if index is None:
                     continue
                 msg = _recv(obj)
-                if msg is None:
-                    live.discard(index)
+                if obj in draining:
+                    if msg is None:
+                        del draining[obj]
+                        if index not in draining.values():
+                            live.discard(index)
+                    elif msg[2]:
+                        yield index, msg[2]
+                    continue
+                if index in draining.values():
+                    continue  # pragma: no cover - an output's pipes are all draining by now
+                if msg is None or msg[0] == TAIL:
+                    # The output is at its end: its workers' pipes hold a TAIL and END.
+                    for conn in outputs[index]:
+                        if conn is not obj or msg is not None:
+                            draining[conn] = index
+                    if index not in draining.values():
+                        live.discard(index)
+                    if msg is not None and msg[2]:
+                        yield index, msg[2]
                     continue
                 seq, final, items, _ = msg
                 if final:
@@ -514,9 +555,9 @@ class _Run:
         self._check_feeders()
 
     def _check_feeders(self) -> None:
-        err = self.feed_error
-        if isinstance(err, SourceError):
-            raise err
+        for feeder in self.feeders:
+            if feeder.error is not None:
+                raise feeder.error
 
     def _read_control(self, conn: Connection, name: str) -> bool:
         """Handle one report from a worker; False once the worker has closed its end."""
@@ -567,7 +608,8 @@ class _Run:
 
     def finish(self) -> None:
         """After the last output: let workers run their class stages' close() and exit."""
-        deadline = time.monotonic() + _GRACE
+        # After a limit or timeout, upstream workers may wait on a stalled source: stop them.
+        deadline = time.monotonic() + (0.0 if self.exhausted else _GRACE)
         for _, p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         # A close() that raised is an error of the run, as it is inline.
@@ -600,8 +642,112 @@ class _Run:
             conn.close()
         for conn in self.plan.child_side:
             conn.close()
-        for t in self.feeders:
-            t.join(timeout=1.0)
+        for feeder in self.feeders:
+            feeder.join(timeout=1.0)
+
+
+class _Feeder:
+    """Reads one source lazily and sends it on in numbered messages.
+
+    Two threads: one pulls items from the source (which may block for as long as it
+    likes), the other cuts what has arrived into messages, waiting at most
+    ``_FLUSH`` seconds for a message to fill, so a slow source's items are not held
+    back. At most ``_AHEAD`` items wait between them: backpressure reaches the source.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        rank: int,
+        writer: _Writer,
+        *,
+        keyed: bool,
+        fixed: bool,
+        stop: threading.Event,
+    ) -> None:
+        self.node, self.rank, self.writer = node, rank, writer
+        self.keyed = keyed
+        self.fixed = fixed  # several sources: equal messages keep them in step (keys align)
+        self.stop = stop
+        self.pending: deque[Any] = deque()
+        self.cond = threading.Condition()
+        self.done = False
+        self.error: SourceError | None = None
+        name = node.name
+        self.threads = [
+            threading.Thread(target=self._pull, name=f"source-{name}", daemon=True),
+            threading.Thread(target=self._send, name=f"feeder-{name}", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def join(self, timeout: float) -> None:
+        with self.cond:
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join(timeout)
+
+    def _pull(self) -> None:
+        pending, cond, stop = self.pending, self.cond, self.stop
+        assert self.node.source is not None
+        try:
+            for item in self.node.source.open():
+                if stop.is_set():
+                    break
+                pending.append(item)
+                n = len(pending)
+                if n == 1 or n == _MAX_BATCH:  # wake the sender: first item, or a full message
+                    with cond:
+                        cond.notify()
+                if n >= _AHEAD:
+                    with cond:
+                        while len(pending) >= _AHEAD and not stop.is_set():
+                            cond.wait(_STOP_POLL)
+        except BaseException as exc:
+            msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
+            self.error = SourceError(msg)
+            self.error.__cause__ = exc
+        finally:
+            with cond:
+                self.done = True
+                cond.notify_all()
+
+    def _send(self) -> None:
+        pending, cond, stop = self.pending, self.cond, self.stop
+        seq = index = 0
+        size = 64 if self.fixed else _MAX_BATCH
+        try:
+            while not stop.is_set():
+                with cond:
+                    while not pending and not self.done and not stop.is_set():
+                        cond.wait(_STOP_POLL)
+                    if not pending:
+                        break
+                # Give a fast source a moment to fill the message; never hold a slow one's.
+                deadline = None if self.fixed else time.monotonic() + _FLUSH
+                with cond:
+                    while len(pending) < size and not self.done and not stop.is_set():
+                        left = _STOP_POLL if deadline is None else deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+                popleft = pending.popleft
+                items = [popleft() for _ in range(min(size, len(pending)))]
+                with cond:
+                    cond.notify_all()  # room again for the puller
+                keys: list[Key] | None = None
+                if self.keyed:
+                    keys = [(i, self.rank) for i in range(index, index + len(items))]
+                index += len(items)
+                self.writer.send(seq, True, items, keys)
+                seq += 1
+        except OSError:
+            pass  # the run is being torn down: the caller knows why
+        finally:
+            with contextlib.suppress(OSError):
+                self.writer.end()
 
 
 def _is_feeder_end(conn: Connection, plan: _Plan) -> bool:
