@@ -11,7 +11,7 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
@@ -143,7 +143,7 @@ class Pipeline(Generic[T_co]):
         progress: bool = False,
         check_types: bool = False,
         start_method: StartMethod | None = None,
-    ) -> Generator[T_co, None, None]:
+    ) -> Iterator[T_co]:
         """Yield output items as they come, in order, with bounded memory.
 
         Leaving the loop early shuts the pipeline down.

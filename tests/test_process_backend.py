@@ -7,6 +7,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -14,28 +15,35 @@ from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
 
 pytestmark = pytest.mark.timeout(120)
 
-START_METHODS = ["fork", "forkserver", "spawn"]
+StartMethod = Literal["fork", "forkserver", "spawn"]
+START_METHODS: list[StartMethod] = ["fork", "forkserver", "spawn"]
 
 
 @pytest.fixture(params=START_METHODS)
-def start_method(request: pytest.FixtureRequest) -> str:
+def start_method(request: pytest.FixtureRequest) -> StartMethod:
     """Each multiprocessing start method in turn."""
-    name: str = request.param
+    name: StartMethod = request.param
     return name
 
 
-def test_process_runs_closures_under_every_start_method(start_method: str) -> None:
+@stage
+def double(x: int) -> int:
+    """Twice the item."""
+    return x * 2
+
+
+def test_process_runs_closures_under_every_start_method(start_method: StartMethod) -> None:
     """A closure, a lambda and a batch give the inline result under fork, forkserver and spawn."""
     offset = 3
 
     def shift(x: int) -> int:
         return x + offset
 
-    p = source(range(50)) >> stage(shift).options(workers=2) >> stage(lambda x: x * 2) >> batch(7)
+    p = source(range(50)) >> stage(shift).options(workers=2) >> double >> batch(7)
     assert p.run(start_method=start_method) == p.run(backend="inline")
 
 
-def test_process_keeps_order_with_random_delays(start_method: str) -> None:
+def test_process_keeps_order_with_random_delays(start_method: StartMethod) -> None:
     """workers=4 with random per-item delays still gives items in input order."""
 
     def jitter(x: int) -> int:
@@ -60,7 +68,9 @@ class Recorder:
         (self.folder / f"close-{os.getpid()}").touch()
 
 
-def test_class_stage_built_once_per_worker_inside_it(tmp_path: Path, start_method: str) -> None:
+def test_class_stage_built_once_per_worker_inside_it(
+    tmp_path: Path, start_method: StartMethod
+) -> None:
     """Each of 3 workers builds the instance once, in its own process, and closes it once."""
     rec: Stage[int, int] = stage(Recorder)(str(tmp_path)).options(workers=3)
     assert (source(range(30)) >> rec).run(start_method=start_method) == list(range(1, 31))
@@ -74,8 +84,8 @@ def test_class_stage_built_once_per_worker_inside_it(tmp_path: Path, start_metho
 def test_stream_break_on_infinite_source_stops_promptly() -> None:
     """Leaving stream() early on an endless generator returns at once and leaves no process."""
     started = time.monotonic()
-    seen = []
-    for x in source(itertools.count()) >> stage(lambda x: x * 2):
+    seen: list[int] = []
+    for x in source(itertools.count()) >> double:
         seen.append(x)
         if len(seen) == 5:
             break
@@ -96,7 +106,7 @@ def test_run_all_broadcasts_shared_node_across_processes(tmp_path: Path) -> None
         return x
 
     shared = source(range(20)) >> stage(mark)
-    evens, tens = run_all(shared >> stage(lambda x: x * 2), shared >> stage(lambda x: x * 10))
+    evens, tens = run_all(shared >> double, shared.task(lambda x: x * 10))
     assert evens == [2 * i for i in range(20)]
     assert tens == [10 * i for i in range(20)]
     assert len(list(tmp_path.iterdir())) == 20

@@ -511,9 +511,11 @@ class _Run:
         sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
         draining: dict[Any, int] = {}  # pipes of outputs at their end, read up to END
         while live:
-            waiting = {outputs[i][expected[i] % len(outputs[i])]: i for i in live}
-            for conn, i in draining.items():
-                waiting[conn] = i
+            at_end = set(draining.values())
+            waiting = {
+                outputs[i][expected[i] % len(outputs[i])]: i for i in live if i not in at_end
+            }
+            waiting.update(draining)
             ready: list[Any] = wait([*waiting, *controls, *sentinels], timeout=_POLL)
             self._check_feeders()
             for obj in ready:
@@ -535,8 +537,6 @@ class _Run:
                     elif msg[2]:
                         yield index, msg[2]
                     continue
-                if index in draining.values():
-                    continue  # pragma: no cover - an output's pipes are all draining by now
                 if msg is None or msg[0] == TAIL:
                     # The output is at its end: its workers' pipes hold a TAIL and END.
                     for conn in outputs[index]:
