@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check olympipe_typed tests examples benchmarks stubs
+	$(VENV)/bin/ruff format --check --exclude '*.md' .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

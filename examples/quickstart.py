@@ -30,7 +30,9 @@ def main() -> None:
     labels = pipeline.run()
     elapsed = time.perf_counter() - started
     assert labels == [f"item-{2 * i}" for i in range(40)], labels
-    print(f"{len(labels)} labels in {elapsed:.2f} s (one worker would need ~0.8 s): {labels[:3]}...")
+    print(
+        f"{len(labels)} labels in {elapsed:.2f} s (one worker would need ~0.8 s): {labels[:3]}..."
+    )
 
     # The same stages, as a reusable composite, then grouped in batches of 16.
     label_twice = times_2 >> to_label

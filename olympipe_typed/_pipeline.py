@@ -7,10 +7,7 @@ for (a node shared by several of them runs once) and hand it to a backend.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
@@ -416,6 +413,10 @@ class _Cached(Generic[T, R]):
     """``cached_task``'s function: look the item up on disk, else compute and store atomically."""
 
     def __init__(self, fn: Callable[[T], R], cache_dir: str) -> None:
+        # Imported here: only cached tasks pay for them.
+        import hashlib
+        import pickle
+
         import cloudpickle
 
         self.fn = fn
@@ -429,6 +430,10 @@ class _Cached(Generic[T, R]):
         self.__name__ = label_of(fn)
 
     def __call__(self, item: T) -> CacheEnvelope[R]:
+        import hashlib
+        import pickle
+        import tempfile
+
         import cloudpickle
 
         key = hashlib.sha256(self.fn_hash.encode() + cloudpickle.dumps(item)).hexdigest()

@@ -16,9 +16,7 @@ for every composition, without a plugin. Two places need care:
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, final, overload
-
-from typing_extensions import ParamSpec, TypeIs
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, overload
 
 from ._hints import callable_hints, element_hint, narrowed_hint
 from ._ops import (
@@ -37,6 +35,8 @@ from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves,
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import TypeGuard
+
+    from typing_extensions import TypeIs
 
 # A stage that accepts Base accepts Derived; one that yields Derived can stand in for Base.
 In_contra = TypeVar("In_contra", contravariant=True)

@@ -44,8 +44,6 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
-import cloudpickle
-
 from .._errors import PipelineError, RemoteTraceback, SourceError, StageError, WorkerDied
 
 if TYPE_CHECKING:
@@ -171,7 +169,7 @@ def _recv(conn: Connection) -> Message | None:
 
 
 def _worker_main(
-    op_bytes: bytes,
+    op_arg: Op | bytes,
     name: str,
     worker: int,
     count: int,
@@ -189,7 +187,7 @@ def _worker_main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     proc: Processor | None = None
     try:
-        op: Op = pickle.loads(op_bytes)
+        op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(name, check_types=check_types)
         worker_ = _Worker(
             proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop, node_id
@@ -439,11 +437,9 @@ class _Run:
         for node in graph.nodes:
             if node.op is None:
                 continue
-            try:
-                op_bytes = cloudpickle.dumps(node.op)
-            except Exception as exc:
-                msg = f"cannot pickle stage {node.name!r} to send it to its workers: {type(exc).__name__}: {exc}"
-                raise StageError(node.name, "<none: shipping the stage>", msg) from exc
+            shipped = _ship(node.op, node.name)
+            # Threads and forked children share the parent's memory: no need to unpickle.
+            op_arg = node.op if self.threads or self.ctx.get_start_method() == "fork" else shipped
             ranks = self._ranks(node)
             for w in range(plan.workers[node.id]):
                 reads = [plan.reads[(node.id, w)][p] for p in node.parents]
@@ -451,7 +447,7 @@ class _Run:
                 ctl_r, ctl_s = self.ctx.Pipe(duplex=False)
                 stop = self.stop if self.threads else None
                 args = (
-                    op_bytes,
+                    op_arg,
                     node.name,
                     w,
                     plan.workers[node.id],
@@ -644,6 +640,24 @@ class _Run:
             conn.close()
         for feeder in self.feeders:
             feeder.join(timeout=1.0)
+
+
+def _ship(op: Op, name: str) -> bytes:
+    """``op`` pickled for its workers: by the standard pickle when it can (fast, no import),
+    else by cloudpickle (lambdas, closures, ``__main__``). Checked under every start
+    method, so a stage that would fail under spawn fails under fork too.
+    """
+    try:
+        return pickle.dumps(op, protocol=5)
+    except Exception:
+        pass
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(op, protocol=5)
+    except Exception as exc:
+        msg = f"cannot pickle stage {name!r} to send it to its workers: {type(exc).__name__}: {exc}"
+        raise StageError(name, "<none: shipping the stage>", msg) from exc
 
 
 class _Feeder:
