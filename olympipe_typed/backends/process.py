@@ -56,6 +56,8 @@ END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
 TAIL: Final = -1  # the seq of a node's last message: what its flush() emitted
 INF: Final = float("inf")
 _MAX_BATCH: Final = 1024  # items per feeder message, at most
+_MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
+_REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
 _AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
@@ -252,6 +254,7 @@ class _Worker:
     ) -> None:
         self.proc = proc
         self.node_id = node_id
+        self.busy, self.items, self.next_report = 0.0, 0, 0.0
         self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
@@ -352,6 +355,18 @@ class _Worker:
                     self._send(final=False)
 
     def _process(self, msgs: list[Message]) -> None:
+        started = time.perf_counter()
+        self._process_timed(msgs)
+        # Tell the caller what an item costs here: the feeders size messages by it.
+        now = time.perf_counter()
+        self.busy += now - started
+        self.items += sum(len(m[2]) for m in msgs)
+        if now > self.next_report:
+            cost = self.busy / max(self.items, 1)
+            self.control.send_bytes(pickle.dumps(("cost", cost)))
+            self.busy, self.items, self.next_report = 0.0, 0, now + _REPORT_EVERY
+
+    def _process_timed(self, msgs: list[Message]) -> None:
         proc = self.proc
         if self.ended:
             return
@@ -431,6 +446,7 @@ class _Run:
         self.stop = threading.Event()  # the whole run is being torn down
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
+        self.costs: dict[str, float] = {}  # seconds per item, as each stage's workers report
 
     def start(self) -> None:
         graph, plan = self.graph, self.plan
@@ -489,6 +505,8 @@ class _Run:
                 keyed=plan.keyed,
                 fixed=len(graph.sources) > 1,
                 stop=self.source_stop[node.id],
+                costs=self.costs,
+                stages=sum(1 for n in graph.nodes if n.op is not None),
             )
             self.feeders.append(feeder)
             feeder.start()
@@ -562,6 +580,9 @@ class _Run:
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
         report = pickle.loads(data)
+        if report[0] == "cost":
+            self.costs[name] = report[1]
+            return True
         if report[0] == "exhausted":
             self.exhausted.add(report[1])
             self._stop_dead_sources()
@@ -678,8 +699,11 @@ class _Feeder:
         keyed: bool,
         fixed: bool,
         stop: threading.Event,
+        costs: dict[str, float],
+        stages: int,
     ) -> None:
         self.node, self.rank, self.writer = node, rank, writer
+        self.costs, self.stages = costs, stages
         self.keyed = keyed
         self.fixed = fixed  # several sources: equal messages keep them in step (keys align)
         self.stop = stop
@@ -728,12 +752,23 @@ class _Feeder:
                 self.done = True
                 cond.notify_all()
 
+    def _size(self) -> int:
+        """Items per message: about ``_MESSAGE_WORK`` seconds of the slowest stage's work.
+
+        One item a message until the stages have said what an item costs, so that a
+        slow stage's workers share the first items too.
+        """
+        slowest = max(self.costs.values(), default=None)
+        if slowest is None or len(self.costs) < self.stages:
+            return 1
+        return max(1, min(_MAX_BATCH, int(_MESSAGE_WORK / max(slowest, 1e-9))))
+
     def _send(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
         seq = index = 0
-        size = 64 if self.fixed else _MAX_BATCH
         try:
             while not stop.is_set():
+                size = 64 if self.fixed else self._size()
                 with cond:
                     while not pending and not self.done and not stop.is_set():
                         cond.wait(_STOP_POLL)
