@@ -30,9 +30,11 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(PY) -m examples.quickstart
 
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m benchmarks.run
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet --no-deps olympipe==2.2.0
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

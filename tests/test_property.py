@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 from olympipe_typed import Pipeline, Stage, batch, filter_stage, flat_stage, run_all, source, stage
@@ -95,7 +95,26 @@ def describe(pipes: list[Pipeline[int]]) -> str:
     return "\n".join([*lines, f"outputs={graph.outputs}"])
 
 
+def batches_after_unordered(pipes: list[Pipeline[int]]) -> bool:
+    """Whether a batch stage takes items from an ordered=False stage with several workers.
+
+    Such a batch groups items as they happen to arrive, so its groups, and the sums we
+    take of them, legitimately differ from the inline run's.
+    """
+    from olympipe_typed._graph import compile_graph
+
+    graph = compile_graph([p._node for p in pipes])
+    free: dict[int, bool] = {}
+    for n in graph.nodes:
+        unordered = n.op is not None and not n.op.options.ordered and n.op.options.workers > 1
+        free[n.id] = unordered or any(free[p] for p in n.parents)
+        if n.op is not None and n.op.kind == "batch" and any(free[p] for p in n.parents):
+            return True
+    return False
+
+
 def _check(pipes: list[Pipeline[int]], **run: Any) -> None:
+    assume(not batches_after_unordered(pipes))
     note(describe(pipes))
     expected = run_all(*pipes, backend="inline")
     got = run_all(*pipes, **run)
@@ -118,7 +137,11 @@ def _settings(examples: int) -> settings:
     return settings(
         max_examples=examples,
         deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
         derandomize=True,
         database=None,
     )

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import pickle
+import select
 import signal
 import threading
 import time
@@ -82,6 +83,12 @@ class _Plan:
         self.graph = graph
         self.keyed = any(len(n.parents) > 1 for n in graph.nodes)
         self.workers = {n.id: _worker_count(n) for n in graph.nodes}
+        # Free nodes take messages in arrival order: an ordered=False stage with several
+        # workers, and everything after it (once order is given up, there is none to keep).
+        self.free: dict[int, bool] = {}
+        for n in graph.nodes:
+            unordered = n.op is not None and not n.op.options.ordered and self.workers[n.id] > 1
+            self.free[n.id] = unordered or any(self.free[p] for p in n.parents)
         # reads[(node, worker)][parent] -> connections indexed by parent worker
         self.reads: dict[tuple[int, int], dict[int, list[Connection]]] = {}
         # writes[(node, worker)][child] -> connections indexed by child worker
@@ -124,9 +131,15 @@ def _worker_count(node: Node) -> int:
 class _Writer:
     """Sends each message to the right worker of every child (and to the caller, for outputs)."""
 
-    def __init__(self, targets: dict[int, list[Connection]], ranks: dict[int, int] | None) -> None:
+    def __init__(
+        self,
+        targets: dict[int, list[Connection]],
+        ranks: dict[int, int] | None,
+        free: set[int] | None = None,
+    ) -> None:
         self.targets = list(targets.items())
-        self.ranks = ranks  # child -> this node's rank among... (key suffix per child), keyed only
+        self.ranks = ranks  # child -> this node's rank among its children (keyed graphs only)
+        self.free = free or set()  # children whose workers take any message: the idle one gets it
 
     def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
         data: bytes | None = None
@@ -137,7 +150,10 @@ class _Writer:
             else:
                 data = data if data is not None else _dumps((seq, final, items, keys))
                 payload = data
-            conns[seq % len(conns)].send_bytes(payload)
+            if child in self.free and len(conns) > 1:
+                _writable(conns, seq).send_bytes(payload)
+            else:
+                conns[seq % len(conns)].send_bytes(payload)
 
     def tail(self, items: list[Any], keys: list[Key] | None) -> None:
         """The last message: to the first worker of each child (and to the caller)."""
@@ -157,6 +173,17 @@ class _Writer:
 
 class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
+
+
+def _writable(conns: list[Connection], start: int) -> Connection:
+    """The first pipe, from ``start`` on in turn, with room to write: a worker keeping up."""
+    n = len(conns)
+    ready = {c.fileno() for c in select.select([], conns, [])[1]}
+    for i in range(n):
+        conn = conns[(start + i) % n]
+        if conn.fileno() in ready:
+            return conn
+    return conns[start % n]  # pragma: no cover - select returned one of them
 
 
 def _recv(conn: Connection) -> Message | None:
@@ -183,6 +210,8 @@ def _worker_main(
     keyed: bool,
     stop: threading.Event | None,
     node_id: int,
+    free: bool,
+    free_children: set[int],
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
@@ -191,10 +220,12 @@ def _worker_main(
     try:
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(name, check_types=check_types)
-        worker_ = _Worker(
-            proc, worker, count, reads, _Writer(writes, ranks), keyed, control, stop, node_id
-        )
-        worker_.run()
+        writer = _Writer(writes, ranks, free_children)
+        worker_ = _Worker(proc, worker, count, reads, writer, keyed, control, stop, node_id)
+        if free:
+            worker_.run_free()
+        else:
+            worker_.run()
         closing, proc = proc, None
         try:
             closing.close()
@@ -267,6 +298,31 @@ class _Worker:
         self.out_keys: list[Key] = []
         self.ended = False  # sent END early (limit reached, timeout)
 
+    def run_free(self) -> None:
+        """Arrival order: process each message from whichever parent worker sent it first."""
+        open_conns = [conn for conns in self.reads for conn in conns]
+        while open_conns:
+            for conn in self._wait(open_conns):
+                msg = _recv(conn)
+                if msg is None:
+                    open_conns.remove(conn)
+                    continue
+                self._process([msg])
+                self._send(final=True)
+                self.seq += self.step
+        self._end([])
+
+    def _end(self, tails: list[Message]) -> None:
+        """End of stream: the parents' last words (their flushes), then ours, then END."""
+        if self.ended:
+            return
+        self._process(tails)
+        self.proc.flush(self._emit_flush)
+        keys = self.out_keys if self.keyed else None
+        self.writer.tail(self.out, keys)
+        self.out, self.out_keys = [], []
+        self.writer.end()
+
     def run(self) -> None:
         """Process message after message, in seq order, then the end of the stream."""
         reads, stop = self.reads, self.stop
@@ -324,15 +380,7 @@ class _Worker:
                     del draining[conn]
                 else:
                     tails.append(msg)
-        if self.ended:
-            return
-        # End of stream: the parents' last words (their flushes), then ours, then END.
-        self._process(tails)
-        self.proc.flush(self._emit_flush)
-        keys = self.out_keys if self.keyed else None
-        self.writer.tail(self.out, keys)
-        self.out, self.out_keys = [], []
-        self.writer.end()
+        self._end(tails)
 
     def _wait(self, conns: list[Connection]) -> list[Connection]:
         """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
@@ -475,6 +523,8 @@ class _Run:
                     plan.keyed,
                     stop,
                     node.id,
+                    plan.free[node.id],
+                    self._free_children(node),
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -501,7 +551,7 @@ class _Run:
             feeder = _Feeder(
                 node,
                 rank,
-                _Writer(writes, self._ranks(node)),
+                _Writer(writes, self._ranks(node), self._free_children(node)),
                 keyed=plan.keyed,
                 fixed=len(graph.sources) > 1,
                 stop=self.source_stop[node.id],
@@ -510,6 +560,9 @@ class _Run:
             )
             self.feeders.append(feeder)
             feeder.start()
+
+    def _free_children(self, node: Node) -> set[int]:
+        return {c for c in node.children if self.plan.free[c]}
 
     def _ranks(self, node: Node) -> dict[int, int] | None:
         if not self.plan.keyed or len(node.children) < 2:
@@ -523,7 +576,13 @@ class _Run:
         live = set(range(len(outputs)))
         controls = {conn: name for name, conn in self.controls}
         sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
-        draining: dict[Any, int] = {}  # pipes of outputs at their end, read up to END
+        # Pipes read up to END in arrival order: outputs at their end, and free outputs.
+        draining: dict[Any, int] = {
+            conn: i
+            for i, node_id in enumerate(self.graph.outputs)
+            if self.plan.free[node_id]
+            for conn in outputs[i]
+        }
         while live:
             at_end = set(draining.values())
             waiting = {

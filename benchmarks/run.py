@@ -1,0 +1,413 @@
+"""Run every system on every workload, each in a fresh subprocess; print and save the tables.
+
+``python -m benchmarks.run [--quick] [--repeat N] [--systems a,b] [--workloads x,y]``
+(``make bench``). Results go to ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import fns, workloads
+from .systems import NOTES, SYSTEMS, cores
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE = "handwritten"
+OURS = "olympipe_typed"
+
+UNITS = {
+    "identity": "items/s",
+    "cpu": "s",
+    "cpu_unbalanced": "s",
+    "arrays": "MB/s",
+    "startup": "ms",
+    "memory": "peak MB",
+}
+HIGHER_IS_BETTER = {"identity", "arrays"}
+
+
+@dataclass
+class Cell:
+    """Every run of one system on one workload."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+
+    @property
+    def problem(self) -> dict[str, Any] | None:
+        """The first run that failed or gave wrong output (its timing does not count)."""
+        return next((r for r in self.runs if r.get("status") != "ok"), None)
+
+    @property
+    def median(self) -> float:
+        if self.problem is not None or not self.runs:
+            return math.nan
+        return statistics.median(float(r["value"]) for r in self.runs)
+
+    def median_of(self, key: str) -> float:
+        values = [float(r[key]) for r in self.runs if key in r]
+        return statistics.median(values) if values else math.nan
+
+
+def run_child(
+    system: str, workload: str, *, quick: bool, timeout: float, env: dict[str, str]
+) -> dict[str, Any]:
+    """One measurement in a fresh process (its own session, killed whole on timeout)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_one",
+        "--system",
+        system,
+        "--workload",
+        workload,
+        "--json",
+    ]
+    if quick:
+        cmd.append("--quick")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
+        return {"status": "timeout", "reason": f"killed after {timeout:.0f} s", "value": math.nan}
+    _kill_group(proc.pid)  # a library's leftovers (olympipe's Manager...) must not outlive the run
+    lines = out.strip().splitlines()
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return {"status": "failed", "reason": tail[:160], "value": math.nan}
+    return result
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# -- formatting --
+
+
+def fmt_value(workload: str, v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    if workload == "identity":
+        return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k"
+    if workload in ("cpu", "cpu_unbalanced"):
+        return f"{v:.2f}"
+    if workload == "startup":
+        return f"{v:.0f}"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def fmt_cell(workload: str, cell: Cell | None, notes: list[str], system: str) -> str:
+    if cell is None or not cell.runs:
+        return "not run"
+    problem = cell.problem
+    if problem is None:
+        return fmt_value(workload, cell.median)
+    status = str(problem.get("status", "failed"))
+    reason = str(problem.get("reason", ""))
+    notes.append(f"[{len(notes) + 1}] {system} / {workload}: {status}: {reason}")
+    label = {"wrong": "WRONG", "timeout": "TIMEOUT", "failed": "FAILED"}.get(status, status.upper())
+    if status == "wrong":
+        short = reason.split(":")[0].split(" at ")[0][:9]
+        return f"{label} {short}[{len(notes)}]"
+    return f"{label}[{len(notes)}]"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [title]
+    for k, row in enumerate([header, *rows]):
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ratio(a: float, b: float) -> str:
+    if math.isnan(a) or math.isnan(b) or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+# -- main --
+
+
+def machine() -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for dist in ("olympipe", "pypeln", "mpipe", "numpy", "olympipe_typed"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return {
+        "cores": cores(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "loadavg": os.getloadavg(),
+        "versions": versions,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (< 60 s)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per cell, median kept (3; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated ({','.join(SYSTEMS)})"
+    )
+    parser.add_argument(
+        "--workloads", default=",".join(workloads.WORKLOADS), help="comma-separated"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per run (120; 30 with --quick)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    systems = [s for s in args.systems.split(",") if s]
+    names = [w for w in args.workloads.split(",") if w]
+    for bad in [s for s in systems if s not in SYSTEMS] + [
+        w for w in names if w not in workloads.WORKLOADS
+    ]:
+        parser.error(f"unknown system or workload {bad!r}")
+    repeat: int = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    timeout: float = args.timeout if args.timeout is not None else (30.0 if args.quick else 120.0)
+
+    info = machine()
+    iters = fns.calibrate()
+    env = dict(os.environ, OT_BENCH_BURN_ITERS=str(iters), PYTHONUNBUFFERED="1")
+    backend = env.get("OT_BACKEND", "process")
+    print(
+        f"machine: {info['cores']} cores, Python {info['python']}, {info['platform']}, {info['date']}, "
+        f"load {info['loadavg'][0]:.2f}"
+    )
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    print(
+        f"busy loop: {iters} iterations = {fns.BURN_MS:g} ms; {repeat} run(s) per cell, median; "
+        f"timeout {timeout:.0f} s; olympipe_typed backend: {backend}"
+        + (" (QUICK sizes)" if args.quick else "")
+    )
+
+    cells: dict[str, dict[str, Cell]] = {w: {} for w in names}
+    t_start = time.perf_counter()
+    for name in names:
+        for r in range(repeat):
+            for system in systems:
+                cell = cells[name].setdefault(system, Cell())
+                if cell.problem is not None:
+                    continue  # one failure decides the cell: do not wait for it again
+                res = run_child(system, name, quick=args.quick, timeout=timeout, env=env)
+                cell.runs.append(res)
+                value = fmt_value(name, float(res.get("value", math.nan)))
+                status = res.get("status")
+                extra = "" if status == "ok" else f"  {status}: {res.get('reason')}"
+                print(
+                    f"  {name:15} run {r + 1}/{repeat}  {system:15} {value:>8}{extra}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    # ideal for the CPU-bound workloads: total CPU work / min(cores, stage workers)
+    ideals: dict[str, dict[str, Any]] = {}
+    for name in ("cpu", "cpu_unbalanced"):
+        if name not in cells:
+            continue
+        w = workloads.get(name, quick=args.quick)
+        nominal = workloads.nominal_cpu_seconds(w)
+        loop = cells[name].get("loop")
+        measured = loop is not None and not math.isnan(loop.median)
+        work = loop.median if loop is not None and measured else nominal
+        parallel = min(info["cores"], w.total_workers)
+        ideals[name] = {
+            "total_cpu_s": work,
+            "from": "the loop's time" if measured else "nominal, the loop was not measured",
+            "nominal_cpu_s": nominal,
+            "parallelism": parallel,
+            "ideal_s": work / parallel,
+        }
+
+    notes: list[str] = []
+    header = ["workload (unit)", *systems]
+    rows = [
+        [
+            f"{name} ({UNITS[name]})",
+            *(fmt_cell(name, cells[name].get(s), notes, s) for s in systems),
+        ]
+        for name in names
+    ]
+    print()
+    print(
+        table(
+            "FIGURES (median of runs; higher is better for items/s and MB/s, lower for the rest)",
+            header,
+            rows,
+        )
+    )
+    for note in notes:
+        print("  " + note)
+
+    def med(name: str, system: str) -> float:
+        cell = cells.get(name, {}).get(system)
+        return cell.median if cell is not None else math.nan
+
+    ratio_rows: list[list[str]] = []
+    for name in names:
+        direction = "higher is better" if name in HIGHER_IS_BETTER else "lower is better"
+        ratio_rows.append(
+            [
+                f"{name} / {REFERENCE} ({direction})",
+                *(ratio(med(name, s), med(name, REFERENCE)) for s in systems),
+            ]
+        )
+        if name in ideals:
+            ideal = float(ideals[name]["ideal_s"])
+            ratio_rows.append(
+                [
+                    f"{name} / ideal (lower is better)",
+                    *(ratio(med(name, s), ideal) for s in systems),
+                ]
+            )
+    print()
+    print(table("RATIOS (vs the hand-written chain, and vs the ideal for cpu)", header, ratio_rows))
+    for name, ideal_info in ideals.items():
+        w = workloads.get(name, quick=args.quick)
+        print(
+            f"  ideal {name} = total CPU work / min(cores, stage workers) = "
+            f"{ideal_info['total_cpu_s']:.2f} s / min({info['cores']}, {w.total_workers}) = "
+            f"{ideal_info['ideal_s']:.2f} s (total CPU work: {ideal_info['from']}; nominal "
+            f"{w.n} x {workloads.nominal_cpu_seconds(w) / w.n * 1000:.0f} ms = {ideal_info['nominal_cpu_s']:.2f} s)"
+        )
+    if "memory" in cells:
+        base = {
+            s: cells["memory"][s].median_of("base_rss_mb") for s in systems if s in cells["memory"]
+        }
+        print(
+            "  memory: the parent's peak RSS (VmHWM) streaming the source to a counter; RSS after imports, "
+            "before the run: "
+            + ", ".join(f"{s} {v:.0f}" for s, v in base.items() if not math.isnan(v))
+            + " MB"
+        )
+    print(
+        "  startup: whole `python -c '<3-stage pipeline over 1 item>'` minus `python -c pass`, median wall time"
+    )
+    print("  how each system runs:")
+    for s in systems:
+        print(f"    {s}: {NOTES[s]}")
+
+    load_end = os.getloadavg()[0]
+    load_start = float(info["loadavg"][0])
+    print(
+        f"  load average (1 min): {load_start:.1f} at the start, {load_end:.1f} at the end, on {info['cores']} cores"
+    )
+    hand_cpu = (
+        med("cpu", REFERENCE) / float(ideals["cpu"]["ideal_s"]) if "cpu" in ideals else math.nan
+    )
+    if load_start > info["cores"] or hand_cpu > 1.3:
+        print(
+            "  WARNING: the machine was busy (other processes competed for the cores"
+            + (
+                f"; the hand-written chain itself took {hand_cpu:.2f}x the ideal"
+                if hand_cpu > 1.3
+                else ""
+            )
+            + "): absolute figures, and CPU-bound ones most, are not trustworthy; compare ratios"
+        )
+
+    targets = check_targets(med, ideals)
+    print()
+    print(f"TARGETS for {OURS} (backend {backend}):")
+    for line in targets:
+        print("  " + line)
+    if backend != "process":
+        print(
+            f"  note: OT_BACKEND={backend}: not the process backend, so these verdicts say nothing yet"
+        )
+    print(f"\n{time.perf_counter() - t_start:.0f} s; results in {args.out}")
+
+    payload = {
+        "machine": info,
+        "burn_iters": iters,
+        "quick": args.quick,
+        "repeat": repeat,
+        "timeout_s": timeout,
+        "ot_backend": backend,
+        "ideals": ideals,
+        "medians": {n: {s: med(n, s) for s in systems} for n in names},
+        "runs": {n: {s: c.runs for s, c in cells[n].items()} for n in names},
+        "targets": targets,
+        "loadavg_end": load_end,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    return 0
+
+
+def check_targets(med: Any, ideals: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per target of the issue: met / NOT met / not measured."""
+    lines: list[str] = []
+
+    def verdict(label: str, value: float, limit: float, ok_if_higher: bool) -> None:
+        if math.isnan(value) or math.isnan(limit):
+            lines.append(f"{label}: not measured")
+            return
+        met = value >= limit if ok_if_higher else value <= limit
+        lines.append(f"{label}: {'met' if met else 'NOT met'} ({value:.3g} vs {limit:.3g})")
+
+    for name, unit in (("identity", "items/s"), ("arrays", "MB/s")):
+        verdict(
+            f"{name} >= 0.8x {REFERENCE}'s {unit}",
+            med(name, OURS),
+            0.8 * med(name, REFERENCE),
+            True,
+        )
+    for name in ("cpu", "cpu_unbalanced"):
+        ideal = float(ideals[name]["ideal_s"]) if name in ideals else math.nan
+        verdict(f"{name} time <= 1.05x ideal (s)", med(name, OURS), 1.05 * ideal, False)
+    verdict("startup < 50 ms above `python -c pass`", med("startup", OURS), 50.0, False)
+    verdict(
+        f"memory peak RSS <= 1.2x {REFERENCE}'s (MB)",
+        med("memory", OURS),
+        1.2 * med("memory", REFERENCE),
+        False,
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

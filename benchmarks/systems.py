@@ -1,0 +1,175 @@
+"""How each system runs a workload. Each function builds the system's pipeline over ``items``
+(a lazy generator) and returns its outputs, as a list or as a stream."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from . import fns
+from .workloads import ARRAY_BYTES, Workload
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+SYSTEMS = ("loop", "handwritten", "pool", "olympipe", "pypeln", "mpipe", "olympipe_typed")
+
+OtBackend = Literal["process", "thread", "inline", "ray"]
+_OT_BACKENDS: tuple[OtBackend, ...] = ("process", "thread", "inline", "ray")
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def ot_backend() -> OtBackend:
+    """olympipe_typed's backend for the benchmark: ``$OT_BACKEND``, "process" by default."""
+    value = os.environ.get("OT_BACKEND", "process")
+    for backend in _OT_BACKENDS:
+        if value == backend:
+            return backend
+    msg = f"OT_BACKEND must be one of {', '.join(_OT_BACKENDS)} (got {value!r})"
+    raise ValueError(msg)
+
+
+def _queue_depth(w: Workload) -> int:
+    """Items in flight per queue for systems that move items one at a time."""
+    return {"arrays": 4, "ints": 16 if w.batch == 1 else 1000}[w.kind]
+
+
+# -- the systems --
+
+
+def run_loop(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """A plain for-loop in one process."""
+    fs = [s.fn for s in w.stages]
+    for x in items:
+        for f in fs:
+            x = f(x)
+        yield x
+
+
+def run_handwritten(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    from .handwritten import chain
+
+    slot = ARRAY_BYTES if w.kind == "arrays" else None
+    stages = [(s.fn, s.workers) for s in w.stages]
+    return chain(stages, items, batch_size=w.batch, shm_slot_bytes=slot)
+
+
+def run_pool(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """``Pool.imap`` over all cores, the stages composed in one hop."""
+    chunksize = w.batch if w.kind == "ints" else 1
+    with mp.get_context("fork").Pool(cores()) as pool:
+        yield from pool.imap(fns.Composed(tuple(s.fn for s in w.stages)), items, chunksize)
+
+
+def run_olympipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """olympipe 2.2.0: ``Pipeline(data).task(f, count=k)...wait_for_result()``."""
+    from olympipe import Pipeline
+
+    p: Any = Pipeline(items)
+    for s in w.stages:
+        p = p.task(s.fn, count=s.workers)
+    out: list[Any] = p.wait_for_result()
+    return out
+
+
+def count_olympipe(w: Workload, items: Iterator[Any]) -> tuple[int, int]:
+    """olympipe has no stream: its way to consume without collecting is a reduce stage."""
+    from olympipe import Pipeline
+
+    p: Any = Pipeline(items)
+    for s in w.stages:
+        p = p.task(s.fn, count=s.workers)
+    res: tuple[int, int] = p.wait_and_reduce((0, -1), fns.count_in_order)
+    return res
+
+
+def run_pypeln(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """pypeln 0.4.9: chained ``pl.process.map`` with ``workers`` and ``maxsize``."""
+    import pypeln  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
+
+    process: Any = pypeln.process
+    stage: Any = items
+    for s in w.stages:
+        stage = process.map(s.fn, stage, workers=s.workers, maxsize=_queue_depth(w))
+    out: Iterable[Any] = stage
+    return out
+
+
+def run_mpipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """mpipe 1.0.8: a chain of ``OrderedStage``; the caller keeps a bounded window in flight
+    (its pipes block, so putting everything before getting would deadlock)."""
+    from mpipe import OrderedStage, Pipeline  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
+
+    stages: list[Any] = [OrderedStage(s.fn, s.workers) for s in w.stages]
+    for a, b in itertools.pairwise(stages):
+        a.link(b)
+    pipe: Any = Pipeline(stages[0])
+    window = len(w.stages) if w.kind == "arrays" else _queue_depth(w)
+    in_flight = 0
+    for x in items:
+        pipe.put(x)
+        in_flight += 1
+        if in_flight >= window:
+            yield pipe.get()
+            in_flight -= 1
+    pipe.put(None)
+    for _ in range(in_flight):
+        yield pipe.get()
+    pipe.get()  # the stop signal
+
+
+def run_olympipe_typed(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """olympipe_typed: ``(source(data) >> stage(f) >> ...).run()``, ``.stream()`` when streaming."""
+    from olympipe_typed import Pipeline, Stage, source, stage
+
+    p: Pipeline[Any] = source(items)
+    for s in w.stages:
+        st = cast("Stage[Any, Any]", stage(s.fn))
+        if s.workers > 1:
+            st = st.options(workers=s.workers)
+        p = p >> st
+    backend = ot_backend()
+    return p.stream(backend=backend) if w.stream else p.run(backend=backend)
+
+
+RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
+    "loop": run_loop,
+    "handwritten": run_handwritten,
+    "pool": run_pool,
+    "olympipe": run_olympipe,
+    "pypeln": run_pypeln,
+    "mpipe": run_mpipe,
+    "olympipe_typed": run_olympipe_typed,
+}
+
+#: Modules each system imports, loaded before the clock starts and before the base RSS is read.
+IMPORTS: dict[str, tuple[str, ...]] = {
+    "loop": (),
+    "handwritten": ("benchmarks.handwritten",),
+    "pool": ("multiprocessing.pool",),
+    "olympipe": ("olympipe",),
+    "pypeln": ("pypeln",),
+    "mpipe": ("mpipe",),
+    "olympipe_typed": ("olympipe_typed",),
+}
+
+#: How each system is used here, printed under the tables.
+NOTES: dict[str, str] = {
+    "loop": "a plain for-loop in one process (no parallelism)",
+    "handwritten": "one forked process per stage worker, one-producer/one-consumer Pipes, "
+    "batches of 1000 ints, shared-memory slots for arrays; round-robin keeps order",
+    "pool": "multiprocessing.Pool.imap on all cores, chunksize 1000 for ints; the stages are "
+    "composed into one hop (Pool cannot chain stages), no backpressure",
+    "olympipe": "olympipe==2.2.0, Pipeline(data).task(f, count=k)...wait_for_result(); "
+    "memory workload: wait_and_reduce (a reduce stage; it has no streaming API)",
+    "pypeln": "pypeln==0.4.9, pl.process.map(f, stage, workers=k, maxsize=16/1000/4)",
+    "mpipe": "mpipe==1.0.8, OrderedStage chain, put/get with a bounded window in flight",
+    "olympipe_typed": "this library: source(data) >> stage(f) ..., .run() "
+    "(.stream() for arrays and memory), .options(workers=2) for the unbalanced stage",
+}
