@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import multiprocessing as mp
 import os
@@ -60,6 +61,12 @@ def run_handwritten(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     return chain(stages, items, batch_size=w.batch, shm_slot_bytes=slot)
 
 
+def peer(name: str) -> Any:
+    """A peer library, imported by name: the same static type whether or not it is installed
+    (``make test`` type-checks this file without the peers; ``make bench`` installs them)."""
+    return importlib.import_module(name)
+
+
 def run_pool(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """``Pool.imap`` over all cores, the stages composed in one hop."""
     chunksize = w.batch if w.kind == "ints" else 1
@@ -69,9 +76,7 @@ def run_pool(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 
 def run_olympipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """olympipe 2.2.0: ``Pipeline(data).task(f, count=k)...wait_for_result()``."""
-    from olympipe import Pipeline
-
-    p: Any = Pipeline(items)
+    p: Any = peer("olympipe").Pipeline(items)
     for s in w.stages:
         p = p.task(s.fn, count=s.workers)
     out: list[Any] = p.wait_for_result()
@@ -80,9 +85,7 @@ def run_olympipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 
 def count_olympipe(w: Workload, items: Iterator[Any]) -> tuple[int, int]:
     """olympipe has no stream: its way to consume without collecting is a reduce stage."""
-    from olympipe import Pipeline
-
-    p: Any = Pipeline(items)
+    p: Any = peer("olympipe").Pipeline(items)
     for s in w.stages:
         p = p.task(s.fn, count=s.workers)
     res: tuple[int, int] = p.wait_and_reduce((0, -1), fns.count_in_order)
@@ -91,9 +94,7 @@ def count_olympipe(w: Workload, items: Iterator[Any]) -> tuple[int, int]:
 
 def run_pypeln(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """pypeln 0.4.9: chained ``pl.process.map`` with ``workers`` and ``maxsize``."""
-    import pypeln  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
-
-    process: Any = pypeln.process
+    process: Any = peer("pypeln").process
     stage: Any = items
     for s in w.stages:
         stage = process.map(s.fn, stage, workers=s.workers, maxsize=_queue_depth(w))
@@ -104,12 +105,11 @@ def run_pypeln(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 def run_mpipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """mpipe 1.0.8: a chain of ``OrderedStage``; the caller keeps a bounded window in flight
     (its pipes block, so putting everything before getting would deadlock)."""
-    from mpipe import OrderedStage, Pipeline  # type: ignore[import-untyped]  # pyright: ignore[reportMissingTypeStubs]
-
-    stages: list[Any] = [OrderedStage(s.fn, s.workers) for s in w.stages]
+    mpipe = peer("mpipe")
+    stages: list[Any] = [mpipe.OrderedStage(s.fn, s.workers) for s in w.stages]
     for a, b in itertools.pairwise(stages):
         a.link(b)
-    pipe: Any = Pipeline(stages[0])
+    pipe: Any = mpipe.Pipeline(stages[0])
     window = len(w.stages) if w.kind == "arrays" else _queue_depth(w)
     in_flight = 0
     for x in items:

@@ -7,11 +7,15 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import psutil
 import pytest
 
 from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,3 +114,34 @@ def test_run_all_broadcasts_shared_node_across_processes(tmp_path: Path) -> None
     assert evens == [2 * i for i in range(20)]
     assert tens == [10 * i for i in range(20)]
     assert len(list(tmp_path.iterdir())) == 20
+
+
+def test_backpressure_keeps_callers_memory_flat() -> None:
+    """A 3M-item generator through a slow stage, read partially: the source is read only a
+    little ahead and the caller's memory stays flat."""
+    pulled = 0
+
+    def numbers() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(3_000_000):
+            pulled = i + 1
+            yield i
+
+    def slow(x: int) -> int:
+        time.sleep(0.0005)
+        return x
+
+    me = psutil.Process()
+    stream = (source(numbers()) >> stage(slow) >> double).stream()
+    got: list[int] = []
+    rss_at: dict[int, int] = {}
+    for x in stream:
+        got.append(x)
+        if len(got) in (500, 2000):
+            rss_at[len(got)] = me.memory_info().rss
+            if len(got) == 2000:
+                break
+    assert got == [2 * i for i in range(2000)]
+    # Bounded read-ahead: the feeder's window plus what the pipes hold, not the 3M items.
+    assert pulled < 2000 + 50_000
+    assert rss_at[2000] - rss_at[500] < 20 * 2**20
