@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import pickle
 import select
 import signal
@@ -61,6 +62,7 @@ _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
 _AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent
+_WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
@@ -216,6 +218,7 @@ def _worker_main(
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _watch_parent()
     proc: Processor | None = None
     try:
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
@@ -241,6 +244,24 @@ def _worker_main(
                 proc.close()
     finally:
         control.close()
+
+
+def _watch_parent() -> None:
+    """Exit when our parent is gone (the caller killed with SIGKILL, say).
+
+    Our parent is the caller (fork, spawn) or the forkserver, which exits with the
+    caller; either way the kernel then hands us to another parent. A thread checks
+    for that twice a second, so no worker outlives its run by more than a moment.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_EVERY)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="olympipe-watchdog", daemon=True).start()
 
 
 def _report(control: Connection, name: str, exc: BaseException) -> None:
