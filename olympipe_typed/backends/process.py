@@ -487,11 +487,12 @@ class _Worker:
         """A limit or timeout was reached: end the stream downstream now, then drain."""
         if self.ended:
             return
+        # Tell the caller first (before END reaches it), so that it stops reading the
+        # source once nothing else wants it, and does not wait for us to drain.
+        self.control.send_bytes(pickle.dumps(("exhausted", self.proc.name)))
         self._send(final=True)
         self.writer.end()
         self.ended = True
-        # Tell the caller, so it stops reading the source once nothing else wants it.
-        self.control.send_bytes(pickle.dumps(("exhausted", self.proc.name)))
 
 
 # --- the caller's side ---
@@ -705,11 +706,15 @@ class _Run:
 
     def finish(self) -> None:
         """After the last output: let workers run their class stages' close() and exit."""
+        self._read_controls()
         # After a limit or timeout, upstream workers may wait on a stalled source: stop them.
         deadline = time.monotonic() + (0.0 if self.exhausted else _GRACE)
         for _, p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
-        # A close() that raised is an error of the run, as it is inline.
+        self._read_controls()  # a close() that raised is an error of the run, as inline
+
+    def _read_controls(self) -> None:
+        """Handle every report the workers have sent so far."""
         for name, conn in self.controls:
             while not conn.closed and conn.poll(0) and self._read_control(conn, name):
                 pass
@@ -802,10 +807,10 @@ class _Feeder:
             t.start()
 
     def join(self, timeout: float) -> None:
+        """Wait for the sender; the puller may be stuck inside a stalled source's next()."""
         with self.cond:
             self.cond.notify_all()
-        for t in self.threads:
-            t.join(timeout)
+        self.threads[1].join(timeout)
 
     def _pull(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
