@@ -8,7 +8,6 @@ from __future__ import annotations
 
 __all__ = [
     "PipelineError",
-    "RemoteTraceback",
     "SourceError",
     "StageError",
     "StageTypeError",
@@ -21,32 +20,26 @@ class PipelineError(Exception):
     """Base class of every exception raised by olympipe_typed."""
 
 
-class RemoteTraceback(Exception):
-    """Carries a worker's formatted traceback text as the ``__cause__`` of the original error.
+class StageError(PipelineError):
+    """Raised when a stage function raises; the original exception is ``__cause__``.
 
-    CPython's process pool does the same: the original exception keeps its type,
-    and its cause prints the traceback as it was in the worker.
+    When the stage ran in another process, ``traceback`` holds the worker's traceback
+    text and the message shows it (the unpickled ``__cause__`` has no traceback of its own).
     """
 
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.tb}"""'
-
-
-class StageError(PipelineError):
-    """Raised when a stage function raises; the original exception is ``__cause__``."""
-
-    def __init__(self, stage: str, item_repr: str, message: str) -> None:
-        super().__init__(stage, item_repr, message)
+    def __init__(self, stage: str, item_repr: str, message: str, traceback: str = "") -> None:
+        super().__init__(stage, item_repr, message, traceback)
         self.stage = stage
         self.item_repr = item_repr
         self.message = message
+        self.traceback = traceback
 
     def __str__(self) -> str:
-        return f"stage {self.stage!r} failed on item {self.item_repr}: {self.message}"
+        text = f"stage {self.stage!r} failed on item {self.item_repr}: {self.message}"
+        if self.traceback:
+            lines = self.traceback.rstrip("\n").splitlines()
+            text += "\n\nIn the worker:\n" + "\n".join(f"    {line}" for line in lines)
+        return text
 
 
 class WorkerDied(PipelineError):

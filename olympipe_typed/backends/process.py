@@ -46,7 +46,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
-from .._errors import PipelineError, RemoteTraceback, SourceError, StageError, WorkerDied
+from .._errors import PipelineError, SourceError, StageError, WorkerDied
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -669,15 +669,15 @@ class _Run:
             self._stop_dead_sources()
             return True
         _, stage, err, cause, tb = report
-        if cause is not None and tb:
-            cause.__cause__ = RemoteTraceback(tb)
+        if isinstance(err, StageError):
+            err = StageError(err.stage, err.item_repr, err.message, tb)
         if err is None:
             what = (
                 f"{type(cause).__name__}: {cause}"
                 if cause is not None
                 else "an unpicklable exception"
             )
-            err = StageError(stage, "<unknown>", f"{what}\n{tb}")
+            err = StageError(stage, "<unknown>", what, tb)
         raise err from cause
 
     def _check_death(self, name: str, process: Any) -> None:
