@@ -45,11 +45,12 @@ class StageError(PipelineError):
 class WorkerDied(PipelineError):
     """Raised when a worker process exits abnormally (killed, segfault, ``os._exit``)."""
 
-    def __init__(self, stage: str, pid: int | None, exitcode: int | None) -> None:
-        super().__init__(stage, pid, exitcode)
+    def __init__(self, stage: str, pid: int | None, exitcode: int | None, hint: str = "") -> None:
+        super().__init__(stage, pid, exitcode, hint)
         self.stage = stage
         self.pid = pid
         self.exitcode = exitcode
+        self.hint = hint
 
     def __str__(self) -> str:
         if self.exitcode is not None and self.exitcode < 0:
@@ -64,7 +65,8 @@ class WorkerDied(PipelineError):
             )
         else:
             how, hint = f"exited with code {self.exitcode}", ""
-        return f"a worker of stage {self.stage!r} (pid {self.pid}) {how}{hint}"
+        more = f": {self.hint}" if self.hint else ""
+        return f"a worker of stage {self.stage!r} (pid {self.pid}) {how}{hint}{more}"
 
 
 class SourceError(PipelineError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ def execute(
 ) -> Iterator[tuple[int, list[Any]]]:
     """Run ``graph`` on ``backend``, yielding (output index, items) as outputs appear, in order."""
     del progress  # the progress display comes with the run report
+    _refuse_while_bootstrapping()
     if backend == "inline":
         from .backends import inline
 
@@ -33,3 +35,18 @@ def execute(
         )
     msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"
     raise ValueError(msg)
+
+
+def _refuse_while_bootstrapping() -> None:
+    """Fail at once, naming the guard, in a worker that is re-importing the main module.
+
+    Under spawn and forkserver, a worker imports the caller's main module; a script that
+    runs a pipeline at import would otherwise start workers from its workers.
+    """
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and getattr(process.current_process(), "_inheriting", False):
+        msg = (
+            "a pipeline was run while a worker process was importing the main module: "
+            "put the code that runs pipelines under `if __name__ == '__main__':`"
+        )
+        raise RuntimeError(msg)

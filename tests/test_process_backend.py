@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -145,3 +147,32 @@ def test_backpressure_keeps_callers_memory_flat() -> None:
     # Bounded read-ahead: the feeder's window plus what the pipes hold, not the 3M items.
     assert pulled < 2000 + 50_000
     assert rss_at[2000] - rss_at[500] < 20 * 2**20
+
+
+SCRIPT_WITHOUT_GUARD = """
+from olympipe_typed import source, stage
+
+def inc(x: int) -> int:
+    return x + 1
+
+print((source(range(3)) >> stage(inc)).run(start_method={method!r}))
+"""
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_script_without_main_guard_fails_at_once_naming_it(tmp_path: Path, method: str) -> None:
+    """A script running a pipeline at import, under spawn or forkserver, fails fast, naming the guard."""
+    script = tmp_path / "no_guard.py"
+    script.write_text(SCRIPT_WITHOUT_GUARD.format(method=method))
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "if __name__ == '__main__':" in done.stderr
+    assert time.monotonic() - started < 30

@@ -221,6 +221,7 @@ def _worker_main(
         _watch_parent()
     proc: Processor | None = None
     try:
+        control.send_bytes(pickle.dumps(("started",)))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(name, check_types=check_types)
         writer = _Writer(writes, ranks, free_children)
@@ -516,6 +517,7 @@ class _Run:
         self.stop = threading.Event()  # the whole run is being torn down
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
+        self.started: set[str] = set()  # stages whose workers reached their main loop
         self.costs: dict[str, float] = {}  # seconds per item, as each stage's workers report
 
     def start(self) -> None:
@@ -661,6 +663,9 @@ class _Run:
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
         report = pickle.loads(data)
+        if report[0] == "started":
+            self.started.add(name)
+            return True
         if report[0] == "cost":
             self.costs[name] = report[1]
             return True
@@ -688,7 +693,13 @@ class _Run:
             for ctl_name, conn in self.controls:
                 if ctl_name == name and not conn.closed and conn.poll(0.2):
                     self._read_control(conn, name)
-            raise WorkerDied(name, process.pid, code)
+            hint = ""
+            if name not in self.started and self.ctx.get_start_method() != "fork":
+                hint = (
+                    "it died while starting; a script that runs pipelines when imported must "
+                    "do so under `if __name__ == '__main__':` (see its stderr)"
+                )
+            raise WorkerDied(name, process.pid, code, hint)
 
     def _stop_dead_sources(self) -> None:
         """Stop reading each source that no output wants any more (limit reached, timeout)."""
