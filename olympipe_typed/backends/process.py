@@ -732,6 +732,8 @@ class _Run:
 
     def close(self) -> None:
         """Stop everything: feeders, workers, pipes. Safe to call more than once."""
+        if self.stop.is_set():
+            return
         self.stop.set()
         for event in self.source_stop.values():
             event.set()
@@ -751,6 +753,8 @@ class _Run:
             if not self.threads and p.is_alive():
                 p.kill()
                 p.join(timeout=1.0)
+            if not self.threads and not p.is_alive():
+                p.close()  # its sentinel pipe, now rather than at garbage collection
         for _, conn in self.controls:
             conn.close()
         for conn in self.plan.child_side:
