@@ -1,0 +1,150 @@
+"""Fault injection: Ctrl-C, a killed caller, many runs in one process; nothing may be left."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+
+from olympipe_typed import Pipeline, source, stage
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from olympipe_typed._pipeline import Backend
+
+pytestmark = pytest.mark.timeout(120)
+
+# An endless run: a source that never ends through two slow stages, one with two workers.
+ENDLESS = """
+import itertools, sys, time
+from olympipe_typed import source, stage
+
+def slow(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+if __name__ == "__main__":
+    print("ready", flush=True)
+    endless = source(itertools.count()) >> stage(slow).options(workers=2) >> stage(slow)
+    endless.run(backend=sys.argv[1], start_method=sys.argv[2] if len(sys.argv) > 2 else None)
+"""
+
+
+def _start_endless(
+    tmp_path: Path, *args: str
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+    script = tmp_path / "endless.py"
+    script.write_text(ENDLESS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 20
+    kids: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(kids) < 3:
+        time.sleep(0.1)
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(0.5)  # let items flow
+    return proc, psutil.Process(proc.pid).children(recursive=True)
+
+
+def _alive(procs: list[psutil.Process]) -> list[int]:
+    alive: list[int] = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _wait_gone(procs: list[psutil.Process], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while _alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(procs)
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+@pytest.mark.parametrize("target", ["caller", "process group"])
+def test_ctrl_c_interrupts_at_once_with_one_traceback(
+    tmp_path: Path, backend: str, target: str
+) -> None:
+    """SIGINT to the caller, or to its whole group: KeyboardInterrupt within a second, one
+    traceback, every worker gone."""
+    proc, kids = _start_endless(tmp_path, backend)
+    started = time.monotonic()
+    if target == "caller":
+        os.kill(proc.pid, signal.SIGINT)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 1.5
+    assert err.count("Traceback") == 1, err
+    assert err.strip().splitlines()[-1] == "KeyboardInterrupt"
+    assert _wait_gone(kids, 2.0) == []
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_exit_when_the_caller_is_killed(
+    tmp_path: Path, start_method: str, sig: signal.Signals
+) -> None:
+    """The caller killed with SIGKILL or SIGTERM: its workers exit by themselves within seconds."""
+    proc, kids = _start_endless(tmp_path, "process", start_method)
+    assert kids
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    assert _wait_gone(kids, 5.0) == []
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_many_runs_leak_nothing(backend: Backend) -> None:
+    """A hundred runs, streams left early and limits: no process, fd or thread is left over."""
+    fds, threads = _fds(), threading.active_count()
+    for _ in range(100):
+        p = source(range(30)) >> stage(_inc).options(workers=2) >> stage(_inc)
+        assert p.run(backend=backend) == list(range(2, 32))
+        for x in (source(itertools.count()) >> stage(_inc)).stream(backend=backend):
+            if x > 5:
+                break
+        assert Pipeline(itertools.count()).task(_inc).limit(3).run(backend=backend) == [1, 2, 3]
+    assert _fds() <= fds
+    assert threading.active_count() <= threads
+    assert psutil.Process().children() == []
+
+
+def test_exception_in_the_callers_loop_shuts_the_pipeline_down() -> None:
+    """An exception raised in the loop over stream() stops every worker."""
+
+    def consume() -> None:
+        for x in (source(itertools.count()) >> stage(_inc).options(workers=2)).stream():
+            if x == 10:
+                _ = 1 / 0
+
+    with pytest.raises(ZeroDivisionError):
+        consume()
+    assert psutil.Process().children() == []
