@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
-from olympipe_typed import Pipeline, source, stage
+from olympipe_typed import Pipeline, StageError, source, stage
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from olympipe_typed._pipeline import Backend
+    from olympipe_typed._pipeline import Backend, StartMethod
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -148,3 +148,20 @@ def test_exception_in_the_callers_loop_shuts_the_pipeline_down() -> None:
     with pytest.raises(ZeroDivisionError):
         consume()
     assert psutil.Process().children() == []
+
+
+def _same(x: object) -> object:
+    return x
+
+
+def _lock(x: int) -> threading.Lock:
+    return threading.Lock()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_unpicklable_items_fail_naming_the_stage(start_method: StartMethod) -> None:
+    """An item pickle refuses, from the source or from a stage, fails the run naming the stage."""
+    with pytest.raises(StageError, match=r"stage '_same'.*cannot pickle this item"):
+        (source([1, threading.Lock(), 3]) >> stage(_same)).run(start_method=start_method)
+    with pytest.raises(StageError, match=r"stage '_lock'.*cannot pickle this item"):
+        (source([1, 2]) >> stage(_lock) >> stage(_same)).run(start_method=start_method)

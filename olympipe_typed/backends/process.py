@@ -47,6 +47,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
+from .._hints import short_repr
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -175,6 +176,21 @@ class _Writer:
 
 class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
+
+
+# What pickle raises for an object it cannot serialize (a lock, a generator, a socket).
+_PICKLING_ERRORS: Final = (pickle.PicklingError, TypeError, AttributeError)
+
+
+def _unpicklable(stage: str, items: list[Any], where: str) -> StageError:
+    """A StageError naming the stage and the first of ``items`` that pickle refuses."""
+    for item in items:
+        try:
+            pickle.dumps(item, protocol=5)
+        except Exception as exc:  # this is the item we are looking for
+            msg = f"cannot pickle this item to send it {where}: {type(exc).__name__}: {exc}"
+            return StageError(stage, short_repr(item), msg)
+    return StageError(stage, "<unknown>", f"cannot pickle a message to send it {where}")
 
 
 def _writable(conns: list[Connection], start: int) -> Connection:
@@ -481,7 +497,10 @@ class _Worker:
         if self.ended and not self.out:
             return
         keys = self.out_keys if self.keyed else None
-        self.writer.send(self.seq, final, self.out, keys)
+        try:
+            self.writer.send(self.seq, final, self.out, keys)
+        except _PICKLING_ERRORS as exc:
+            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc
         self.out, self.out_keys = [], []
 
     def _finish_early(self) -> None:
@@ -582,6 +601,7 @@ class _Run:
                 costs=self.costs,
                 stages=sum(1 for n in graph.nodes if n.op is not None),
             )
+            feeder.receivers = [graph.nodes[c].name for c in node.children]
             self.feeders.append(feeder)
             feeder.start()
 
@@ -810,7 +830,8 @@ class _Feeder:
         self.pending: deque[Any] = deque()
         self.cond = threading.Condition()
         self.done = False
-        self.error: SourceError | None = None
+        self.error: SourceError | StageError | None = None
+        self.receivers: list[str] = []  # the stages reading this source, for error messages
         name = node.name
         self.threads = [
             threading.Thread(target=self._pull, name=f"source-{name}", daemon=True),
@@ -890,8 +911,14 @@ class _Feeder:
                 if self.keyed:
                     keys = [(i, self.rank) for i in range(index, index + len(items))]
                 index += len(items)
-                self.writer.send(seq, True, items, keys)
+                try:
+                    self.writer.send(seq, True, items, keys)
+                except _PICKLING_ERRORS as exc:
+                    receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
+                    raise _unpicklable(self.receivers[0], items, f"to stage {receivers}") from exc
                 seq += 1
+        except StageError as exc:
+            self.error = exc
         except OSError:
             pass  # the run is being torn down: the caller knows why
         finally:
