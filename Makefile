@@ -23,6 +23,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/basedpyright
+	MYPYPATH=stubs $(PY) -m mypy.stubtest cloudpickle --allowlist stubs/stubtest-allowlist.txt
 
 pytest: $(STAMP)
 	$(PY) -m pytest
