@@ -16,7 +16,18 @@ for every composition, without a plugin. Two places need care:
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, final, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    final,
+    overload,
+)
 
 from ._hints import callable_hints, element_hint, narrowed_hint
 from ._ops import (
@@ -128,7 +139,7 @@ class Stage(Generic[In_contra, Out_co]):
         workers: int | None = None,
         ordered: bool | None = None,
         queue_size: int | None = None,
-        on_error: ErrorPolicy | None = None,
+        on_error: Literal["raise", "skip"] | Callable[[In_contra, Exception], Out_co] | None = None,
         retries: int | None = None,
     ) -> Stage[In_contra, Out_co]:
         """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).

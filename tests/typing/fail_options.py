@@ -36,3 +36,17 @@ def mistakes() -> None:
     WIRING["ordered is a bool"] = stage(ordered=None)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
     WIRING["unknown option"] = square.options(threads=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     WIRING["options are keyword-only"] = square.options("name")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+
+def _bytes_handler(item: bytes, exc: Exception) -> int:
+    return 0
+
+
+def _text_handler(item: int, exc: Exception) -> str:
+    return ""
+
+
+def on_error_handlers() -> None:
+    """An on_error handler takes the stage's item type and returns its output type."""
+    WIRING["on_error handler takes the item type"] = square.options(on_error=_bytes_handler)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    WIRING["on_error handler returns the output type"] = square.options(on_error=_text_handler)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
