@@ -34,6 +34,7 @@ Time-based stages (timeouts, temporal batches) wake up while waiting and send
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -44,10 +45,11 @@ import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
+from .._transport import SHARED, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,6 +65,7 @@ _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
 _AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent
+_RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
 _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
@@ -70,10 +73,6 @@ _GRACE: Final = 30.0  # how long finished workers get to run close() before bein
 
 Key = tuple[float, ...]
 Message = tuple[int, bool, list[Any], list[Key] | None]
-
-
-def _dumps(msg: Message) -> bytes:
-    return pickle.dumps(msg, protocol=5)
 
 
 # --- the plan: who reads and writes which pipe ---
@@ -138,21 +137,29 @@ class _Writer:
         self,
         targets: dict[int, list[Connection]],
         ranks: dict[int, int] | None,
-        free: set[int] | None = None,
+        free: set[int],
+        prefix: str,
     ) -> None:
+        self.encoder = Encoder(prefix)  # large buffers travel through shared memory
         self.targets = list(targets.items())
         self.ranks = ranks  # child -> this node's rank among its children (keyed graphs only)
-        self.free = free or set()  # children whose workers take any message: the idle one gets it
+        self.free = free  # children whose workers take any message: the idle one gets it
+
+    def _payload(self, msg: Message, child: int, shared: bytes | None) -> bytes:
+        """``msg`` encoded for one child: a message through shared memory is read once, so
+        only an in-band encoding is shared between children."""
+        seq, final, items, keys = msg
+        if keys is not None and self.ranks is not None and child in self.ranks:
+            rank = self.ranks[child]
+            return self.encoder.encode((seq, final, items, [(*k, rank) for k in keys]))
+        if shared is not None and not shared.startswith(SHARED):
+            return shared
+        return self.encoder.encode(msg)
 
     def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
-        data: bytes | None = None
+        shared: bytes | None = None
         for child, conns in self.targets:
-            if keys is not None and self.ranks is not None and child in self.ranks:
-                rank = self.ranks[child]
-                payload = _dumps((seq, final, items, [(*k, rank) for k in keys]))
-            else:
-                data = data if data is not None else _dumps((seq, final, items, keys))
-                payload = data
+            payload = shared = self._payload((seq, final, items, keys), child, shared)
             if child in self.free and len(conns) > 1:
                 _writable(conns, seq).send_bytes(payload)
             else:
@@ -160,12 +167,9 @@ class _Writer:
 
     def tail(self, items: list[Any], keys: list[Key] | None) -> None:
         """The last message: to the first worker of each child (and to the caller)."""
+        shared: bytes | None = None
         for child, conns in self.targets:
-            rank = self.ranks.get(child) if self.ranks is not None else None
-            if keys is not None and rank is not None:
-                payload = _dumps((TAIL, True, items, [(*k, rank) for k in keys]))
-            else:
-                payload = _dumps((TAIL, True, items, keys))
+            payload = shared = self._payload((TAIL, True, items, keys), child, shared)
             conns[0].send_bytes(payload)
 
     def end(self) -> None:
@@ -204,11 +208,11 @@ def _writable(conns: list[Connection], start: int) -> Connection:
     return conns[start % n]  # pragma: no cover - select returned one of them
 
 
-def _recv(conn: Connection) -> Message | None:
+def _recv(conn: Connection, decoder: Decoder) -> Message | None:
     data = conn.recv_bytes()
     if data == END:
         return None
-    msg: Message = pickle.loads(data)
+    msg = cast("Message", decoder.decode(data))
     return msg
 
 
@@ -230,18 +234,22 @@ def _worker_main(
     node_id: int,
     free: bool,
     free_children: set[int],
+    prefix: str,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _watch_parent()
     proc: Processor | None = None
+    writer = _Writer(writes, ranks, free_children, prefix)
+    decoder = Decoder()
     try:
         control.send_bytes(pickle.dumps(("started",)))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(name, check_types=check_types)
-        writer = _Writer(writes, ranks, free_children)
-        worker_ = _Worker(proc, worker, count, reads, writer, keyed, control, stop, node_id)
+        worker_ = _Worker(
+            proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id
+        )
         if free:
             worker_.run_free()
         else:
@@ -261,6 +269,8 @@ def _worker_main(
                 proc.close()
     finally:
         control.close()
+        writer.encoder.close()
+        decoder.close()
 
 
 def _watch_parent() -> None:
@@ -316,12 +326,14 @@ class _Worker:
         count: int,
         reads: list[list[Connection]],
         writer: _Writer,
+        decoder: Decoder,
         keyed: bool,
         control: Connection,
         stop: threading.Event | None,
         node_id: int,
     ) -> None:
         self.proc = proc
+        self.decoder = decoder
         self.node_id = node_id
         self.busy, self.items, self.next_report = 0.0, 0, 0.0
         self.last_key: Key = (0,)
@@ -341,7 +353,7 @@ class _Worker:
         open_conns = [conn for conns in self.reads for conn in conns]
         while open_conns:
             for conn in self._wait(open_conns):
-                msg = _recv(conn)
+                msg = _recv(conn, self.decoder)
                 if msg is None:
                     open_conns.remove(conn)
                     continue
@@ -380,7 +392,7 @@ class _Worker:
                 else:
                     ready = list(pending)  # one pipe: a blocking read is cheapest
                 for conn in ready:
-                    msg = _recv(conn)
+                    msg = _recv(conn, self.decoder)
                     if conn in draining:
                         if msg is None:
                             del draining[conn]
@@ -413,7 +425,7 @@ class _Worker:
                 self.seq += self.step
         while draining:
             for conn in self._wait(list(draining)):
-                msg = _recv(conn)
+                msg = _recv(conn, self.decoder)
                 if msg is None:
                     del draining[conn]
                 else:
@@ -534,6 +546,9 @@ class _Run:
         self.controls: list[tuple[str, Any]] = []
         self.feeders: list[_Feeder] = []
         self.stop = threading.Event()  # the whole run is being torn down
+        # Shared-memory segments of this run are named after it: cleanup() finds them all.
+        self.prefix = f"olympipe-{os.getpid()}-{next(_RUNS)}-"
+        self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
         self.started: set[str] = set()  # stages whose workers reached their main loop
@@ -568,6 +583,7 @@ class _Run:
                     node.id,
                     plan.free[node.id],
                     self._free_children(node),
+                    self.prefix,
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -594,7 +610,7 @@ class _Run:
             feeder = _Feeder(
                 node,
                 rank,
-                _Writer(writes, self._ranks(node), self._free_children(node)),
+                _Writer(writes, self._ranks(node), self._free_children(node), self.prefix),
                 keyed=plan.keyed,
                 fixed=len(graph.sources) > 1,
                 stop=self.source_stop[node.id],
@@ -645,7 +661,7 @@ class _Run:
                 index = waiting.get(obj)
                 if index is None:
                     continue
-                msg = _recv(obj)
+                msg = _recv(obj, self.decoder)
                 if obj in draining:
                     if msg is None:
                         del draining[obj]
@@ -781,6 +797,9 @@ class _Run:
             conn.close()
         for feeder in self.feeders:
             feeder.join(timeout=1.0)
+        self.decoder.close()
+        # Segments that messages never read, or a killed worker, left behind.
+        cleanup(self.prefix)
 
 
 def _ship(op: Op, name: str) -> bytes:
@@ -924,6 +943,7 @@ class _Feeder:
         finally:
             with contextlib.suppress(OSError):
                 self.writer.end()
+            self.writer.encoder.close()
 
 
 def _is_feeder_end(conn: Connection, plan: _Plan) -> bool:

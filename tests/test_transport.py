@@ -1,0 +1,263 @@
+"""The shared-memory transport: round trips, reuse without overwrites, and no leftover files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+import timeit
+import uuid
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+import numpy as np
+import pytest
+
+from olympipe_typed._transport import SHM_DIR, Decoder, Encoder, cleanup
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkContext, SpawnContext
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not os.path.isdir(SHM_DIR), reason="no /dev/shm"),
+]
+
+StartMethod = Literal["fork", "spawn"]
+MB4 = 4 << 20
+Message = tuple[int, bool, list[Any], list[tuple[float, ...]] | None]
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A prefix unique to the test, whose files are removed afterwards whatever happens."""
+    name = f"olympipe-test-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    yield name
+    cleanup(name)
+
+
+def context(method: StartMethod) -> ForkContext | SpawnContext:
+    """The multiprocessing context of ``method``, typed."""
+    if method == "fork":
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def leftovers(prefix: str) -> list[str]:
+    """The /dev/shm files whose name starts with ``prefix``."""
+    return [name for name in os.listdir(SHM_DIR) if name.startswith(prefix)]
+
+
+def array(i: int, size: int = MB4) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """An array of ``size`` bytes, every element ``i``: a torn message would show as a mix."""
+    return np.full(size // 8, float(i))
+
+
+def round_trip(obj: object, prefix: str) -> object:
+    """``obj`` through a fresh Encoder and Decoder."""
+    enc, dec = Encoder(prefix), Decoder()
+    try:
+        return dec.decode(enc.encode(obj))
+    finally:
+        enc.close()
+        dec.close()
+
+
+def test_encoder_keeps_small_objects_in_band(prefix: str) -> None:
+    """Small objects encode to the plain pickle and decode to equal objects."""
+    for obj in [None, 1, "x", [1, 2.5, "a"], {"k": (1, b"b")}, np.arange(10), bytearray(b"ab")]:
+        enc = Encoder(prefix)
+        data = enc.encode(obj)
+        assert data == pickle.dumps(obj, protocol=5)
+        out = Decoder().decode(data)
+        if isinstance(obj, np.ndarray):
+            np.testing.assert_array_equal(out, obj)
+        else:
+            assert out == obj
+    assert leftovers(prefix) == []
+
+
+def test_encoder_small_list_costs_no_more_than_pickle(prefix: str) -> None:
+    """Encoding 1000 small ints takes within about 10% of pickle.dumps."""
+    enc, items = Encoder(prefix), list(range(1000))
+    plain = mine = float("inf")
+    for _ in range(7):  # interleaved minima: the VM is noisy
+        plain = min(plain, timeit.timeit(lambda: pickle.dumps(items, protocol=5), number=2000))
+        mine = min(mine, timeit.timeit(lambda: enc.encode(items), number=2000))
+    assert mine < plain * 1.15, (mine, plain)
+
+
+def test_decoder_mixed_items_round_trip(prefix: str) -> None:
+    """Small items and large arrays of several dtypes and layouts come back equal and writable."""
+    big: list[np.ndarray[Any, Any]] = [
+        array(1),
+        np.arange(300_000, dtype=np.int32).reshape(1000, 300),
+        np.asfortranarray(np.ones((700, 500), dtype=np.float32)),
+        np.zeros(MB4, dtype=np.uint8),
+    ]
+    msg = (7, True, [1, "two", *big, (3.0, None)], [(1.0, 2.0)])
+    enc, dec = Encoder(prefix), Decoder()
+    data = enc.encode(msg)
+    assert data[:1] == b"S"
+    assert len(data) < 4096  # the arrays went through shared memory, not the pipe
+    seq, final, items, keys = cast("Message", dec.decode(data))
+    assert (seq, final, keys) == (7, True, [(1.0, 2.0)])
+    assert items[:2] == [1, "two"]
+    assert items[-1] == (3.0, None)
+    for sent, item in zip(big, items[2:-1], strict=True):
+        got = np.asarray(item)
+        assert got is item  # an array already, not just convertible to one
+        assert (got.dtype, got.shape, got.flags.f_contiguous) == (
+            sent.dtype,
+            sent.shape,
+            sent.flags.f_contiguous,
+        )
+        assert got.flags.writeable
+        np.testing.assert_array_equal(got, sent)
+    enc.close()
+    dec.close()
+    assert leftovers(prefix) == []
+
+
+def test_decoder_bytes_payloads_round_trip(prefix: str) -> None:
+    """Large and small bytes and bytearrays keep their type and content."""
+    payload = [os.urandom(MB4), bytearray(os.urandom(MB4)), b"small", bytearray(b"small"), 5]
+    out = round_trip(payload, prefix)
+    assert out == payload
+    assert isinstance(out, list)
+    assert [type(x) for x in cast("list[object]", out)] == [bytes, bytearray, bytes, bytearray, int]
+    assert leftovers(prefix) == []
+
+
+def test_encoder_falls_back_in_band_without_shm(prefix: str) -> None:
+    """With no shared-memory directory, large arrays go in-band and still round trip."""
+    enc = Encoder(prefix, directory="/nonexistent/shm")
+    data = enc.encode([array(3)])
+    assert data[:2] == b"\x80\x05"
+    got = Decoder().decode(data)
+    assert isinstance(got, list)
+    np.testing.assert_array_equal(got[0], array(3))  # pyright: ignore[reportUnknownArgumentType]
+
+
+def test_encoder_grows_reused_segment(prefix: str) -> None:
+    """A reused segment grows for a bigger message, and the decoder remaps it."""
+    enc, dec = Encoder(prefix, slots=1), Decoder()
+    for i, size in enumerate([MB4 // 8, MB4, MB4 // 4, 2 * MB4]):
+        got = dec.decode(enc.encode([array(i, size)]))
+        assert isinstance(got, list)
+        np.testing.assert_array_equal(got[0], array(i, size))  # pyright: ignore[reportUnknownArgumentType]
+    assert len(leftovers(prefix)) == 1
+    enc.close()
+    dec.close()
+    assert leftovers(prefix) == []
+
+
+def test_encoder_never_reuses_unconsumed_segment(prefix: str) -> None:
+    """With every segment unread, the encoder goes in-band rather than overwrite one."""
+    enc, dec = Encoder(prefix, slots=2, wait=0.0), Decoder()
+    sent = [enc.encode([array(i)]) for i in range(3)]
+    assert [d[:1] for d in sent] == [b"S", b"S", b"\x80"]
+    for i, data in enumerate(sent):
+        got = dec.decode(data)
+        assert isinstance(got, list)
+        np.testing.assert_array_equal(got[0], array(i))  # pyright: ignore[reportUnknownArgumentType]
+    assert enc.encode([array(9)])[:1] == b"S"  # consumed: reused
+    enc.close()
+    dec.close()
+
+
+def test_decoder_rejects_overwritten_segment(prefix: str) -> None:
+    """A message whose segment was rewritten since raises instead of returning other data."""
+    enc, dec = Encoder(prefix, slots=1), Decoder()
+    first = enc.encode([array(1)])
+    dec.decode(first)
+    enc.encode([array(2)])
+    with pytest.raises(RuntimeError, match="overwritten"):
+        dec.decode(first)
+    enc.close()
+    dec.close()
+
+
+def produce(conn: Connection, prefix: str, count: int, slots: int, wait: float) -> None:
+    """Sends ``count`` messages of a 4 MB array filled with their number, then b"E"."""
+    enc = Encoder(prefix, slots=slots, wait=wait)
+    for i in range(count):
+        conn.send_bytes(enc.encode((i, True, [f"item {i}", array(i)], None)))
+    conn.send_bytes(b"E")
+    enc.close()
+
+
+class Reader(Protocol):
+    """A pipe's reading end, whatever platform the type checker assumes."""
+
+    def recv_bytes(self) -> bytes: ...
+
+
+def consume(conn: Reader, delay: float) -> tuple[int, int]:
+    """Checks every message until b"E", sleeping ``delay`` before each: (messages, in-band)."""
+    dec, count, inband = Decoder(), 0, 0
+    while (data := conn.recv_bytes()) != b"E":
+        time.sleep(delay)
+        inband += data[:1] != b"S"
+        seq, _, items, _ = cast("Message", dec.decode(data))
+        assert seq == count
+        assert items[0] == f"item {count}"
+        assert (items[1] == float(count)).all()
+        count += 1
+    dec.close()
+    return count, inband
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize(("slots", "wait", "delay"), [(8, 0.05, 0.0), (2, 0.002, 0.01)])
+def test_transport_pipe_between_processes(
+    prefix: str, method: StartMethod, slots: int, wait: float, delay: float
+) -> None:
+    """Messages from another process arrive intact and in order, even to a slow reader."""
+    ctx = context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=produce, args=(writer, prefix, 60, slots, wait))
+    proc.start()
+    writer.close()
+    count, inband = consume(reader, delay)
+    assert count == 60
+    assert inband < 60  # shared memory was used...
+    assert inband > 0 or delay == 0  # ...and a slow reader made the writer fall back
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert leftovers(prefix) == []  # read segments were unlinked by their encoder or by us
+    assert cleanup(prefix) == 0
+
+
+def hold_segments(conn: Connection, prefix: str) -> None:
+    """Fills three segments nobody reads, says so, then waits to be killed."""
+    enc = Encoder(prefix, slots=3, wait=0.0)
+    for i in range(3):
+        enc.encode([array(i)])
+    conn.send_bytes(b"ready")
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_cleanup_removes_segments_of_killed_process(prefix: str, method: StartMethod) -> None:
+    """After a worker is SIGKILLed, cleanup removes its segments and reports how many."""
+    ctx = context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=hold_segments, args=(writer, prefix))
+    proc.start()
+    assert reader.recv_bytes() == b"ready"
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    assert len(leftovers(prefix)) == 3
+    assert cleanup(prefix) == 3
+    assert leftovers(prefix) == []
+
+
+def test_cleanup_refuses_empty_prefix() -> None:
+    """An empty prefix would remove every file of /dev/shm: it is refused."""
+    with pytest.raises(ValueError, match="prefix"):
+        cleanup("")
