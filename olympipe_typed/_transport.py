@@ -127,8 +127,16 @@ class Encoder:
         self._base = os.path.join(directory, f"{prefix}{self._pid}-{secrets.token_hex(4)}-")
         self._ring: list[_Segment] = []
         self._usable = os.path.isdir(directory) and os.access(directory, os.W_OK)
+        self.last_size = 0  # bytes of the last message encoded, shared-memory part included
 
     def encode(self, obj: object) -> bytes:
+        """``obj`` as bytes for the pipe; ``last_size`` is then its whole size, buffers included."""
+        self.last_size = 0
+        data = self._encode(obj)
+        self.last_size += len(data)
+        return data
+
+    def _encode(self, obj: object) -> bytes:
         oob: list[pickle.PickleBuffer] = []
         data = pickle.dumps(obj, protocol=5, buffer_callback=oob.append)
         inband: bytes | None = None if oob else data  # what to send if shared memory is not used
@@ -152,6 +160,7 @@ class Encoder:
         seg = self._segment(end) if sum(sizes) >= self.threshold and self._usable else None
         if seg is None:
             return inband if inband is not None else pickle.dumps(obj, protocol=5)
+        self.last_size = sum(sizes)
         # The generation first: a reader misusing an old message then fails its second check.
         seg.gen += 1
         struct.pack_into("<Q", seg.mm, _WRITTEN, seg.gen)

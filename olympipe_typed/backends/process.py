@@ -64,7 +64,9 @@ _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
-_AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent
+_AHEAD: Final = 2 * _MAX_BATCH  # items read from the source ahead of what was sent, at most
+_AHEAD_BYTES: Final = 8 * 2**20  # ... and bytes (big items: a few of them)
+_MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
 _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
@@ -851,6 +853,7 @@ class _Feeder:
         self.done = False
         self.error: SourceError | StageError | None = None
         self.receivers: list[str] = []  # the stages reading this source, for error messages
+        self.item_bytes = 0.0  # pickled size of an item, as the last message measured it
         name = node.name
         self.threads = [
             threading.Thread(target=self._pull, name=f"source-{name}", daemon=True),
@@ -879,9 +882,10 @@ class _Feeder:
                 if n == 1 or n == _MAX_BATCH:  # wake the sender: first item, or a full message
                     with cond:
                         cond.notify()
-                if n >= _AHEAD:
+                ahead = self._ahead()
+                if n >= ahead:
                     with cond:
-                        while len(pending) >= _AHEAD and not stop.is_set():
+                        while len(pending) >= ahead and not stop.is_set():
                             cond.wait(_STOP_POLL)
         except BaseException as exc:
             msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
@@ -892,8 +896,13 @@ class _Feeder:
                 self.done = True
                 cond.notify_all()
 
+    def _ahead(self) -> int:
+        """Items read from the source ahead of what was sent: ``_AHEAD``, or fewer big ones."""
+        return max(2, min(_AHEAD, int(_AHEAD_BYTES / max(self.item_bytes, 1.0))))
+
     def _size(self) -> int:
-        """Items per message: about ``_MESSAGE_WORK`` seconds of the slowest stage's work.
+        """Items per message: about ``_MESSAGE_WORK`` seconds of the slowest stage's work,
+        and at most ``_MESSAGE_BYTES`` of data.
 
         One item a message until the stages have said what an item costs, so that a
         slow stage's workers share the first items too.
@@ -901,7 +910,9 @@ class _Feeder:
         slowest = max(self.costs.values(), default=None)
         if slowest is None or len(self.costs) < self.stages:
             return 1
-        return max(1, min(_MAX_BATCH, int(_MESSAGE_WORK / max(slowest, 1e-9))))
+        by_work = int(_MESSAGE_WORK / max(slowest, 1e-9))
+        by_bytes = int(_MESSAGE_BYTES / max(self.item_bytes, 1.0))
+        return max(1, min(_MAX_BATCH, by_work, by_bytes))
 
     def _send(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
@@ -932,6 +943,7 @@ class _Feeder:
                 index += len(items)
                 try:
                     self.writer.send(seq, True, items, keys)
+                    self.item_bytes = self.writer.encoder.last_size / len(items)
                 except _PICKLING_ERRORS as exc:
                     receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
                     raise _unpicklable(self.receivers[0], items, f"to stage {receivers}") from exc
