@@ -395,6 +395,15 @@ class Processor:
             closer()
 
 
+def log_skipped(stage: str, count: int) -> None:
+    """Say, in the caller's logging, how many items ``on_error="skip"`` dropped."""
+    import logging
+
+    logging.getLogger("olympipe_typed").warning(
+        "stage %r skipped %d item(s) that raised (on_error='skip')", stage, count
+    )
+
+
 def label_of(fn: object) -> str:
     """A stage's default name: the function's or class's name."""
     return str(getattr(fn, "__name__", None) or type(fn).__name__)

@@ -135,6 +135,7 @@ def test_many_runs_leak_nothing(backend: Backend) -> None:
     assert _fds() <= fds
     assert threading.active_count() <= threads
     assert psutil.Process().children() == []
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"olympipe-{os.getpid()}-")] == []
 
 
 def test_exception_in_the_callers_loop_shuts_the_pipeline_down() -> None:
@@ -165,3 +166,82 @@ def test_unpicklable_items_fail_naming_the_stage(start_method: StartMethod) -> N
         (source([1, threading.Lock(), 3]) >> stage(_same)).run(start_method=start_method)
     with pytest.raises(StageError, match=r"stage '_lock'.*cannot pickle this item"):
         (source([1, 2]) >> stage(_lock) >> stage(_same)).run(start_method=start_method)
+
+
+ENDLESS_ARRAYS = """
+import itertools, sys
+import numpy as np
+from olympipe_typed import source, stage
+
+def same(a: np.ndarray) -> np.ndarray:
+    return a
+
+if __name__ == "__main__":
+    big = (np.full(1_000_000, i % 7, dtype=np.float64) for i in itertools.count())
+    for i, _ in enumerate((source(big) >> stage(same) >> stage(same)).stream(start_method=sys.argv[1])):
+        if i == 3:
+            print("ready", flush=True)  # every worker is running: arrays are in flight
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_killed_caller_leaves_no_shared_memory(tmp_path: Path, start_method: str) -> None:
+    """Arrays in flight through shared memory, the caller SIGKILLed: workers exit and remove
+    the run's segments from /dev/shm."""
+    script = tmp_path / "arrays.py"
+    script.write_text(ENDLESS_ARRAYS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), start_method],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    prefix = f"olympipe-{proc.pid}-"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not [
+        n for n in os.listdir("/dev/shm") if n.startswith(prefix)
+    ]:
+        time.sleep(0.05)
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(prefix)], "no segment was used"
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert _wait_gone(kids, 5.0) == []
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(prefix)] == []
+
+
+def test_segfault_in_a_stage_gives_worker_died() -> None:
+    """A stage crashing the interpreter (SIGSEGV in C code) gives WorkerDied within seconds."""
+    from olympipe_typed import WorkerDied
+
+    started = time.monotonic()
+    with pytest.raises(WorkerDied, match=r"_crash.*SIGSEGV"):
+        (source([1, 2, 3]) >> stage(_crash)).run()
+    assert time.monotonic() - started < 5
+
+
+def _crash(x: int) -> int:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return x
+
+
+def _fragile(x: int) -> int:
+    if x % 3 == 0:
+        raise ValueError(x)
+    return x
+
+
+@pytest.mark.parametrize("backend", ["inline", "thread", "process"])
+def test_skipped_items_are_counted_in_the_callers_log(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_error="skip" drops the failing items and says how many, in the caller's logging."""
+    fragile = stage(_fragile).options(on_error="skip")
+    with caplog.at_level("WARNING", logger="olympipe_typed"):
+        assert (source(range(9)) >> fragile).run(backend=backend) == [1, 2, 4, 5, 7, 8]
+    assert "stage '_fragile' skipped 3 item(s)" in caplog.text

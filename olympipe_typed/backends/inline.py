@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError, StageError
+from .._ops import log_skipped
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -114,6 +115,8 @@ def _close_all(procs: dict[int, Processor], *, quiet: bool) -> None:
     """
     first: StageError | None = None
     for proc in procs.values():
+        if proc.skipped:
+            log_skipped(proc.name, proc.skipped)
         try:
             proc.close()
         except Exception as exc:

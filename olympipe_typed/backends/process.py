@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
+from .._ops import log_skipped
 from .._transport import SHARED, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
@@ -239,9 +240,10 @@ def _worker_main(
     prefix: str,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
+    parent = os.getppid()
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _watch_parent()
+        _watch_parent(prefix)
     proc: Processor | None = None
     writer = _Writer(writes, ranks, free_children, prefix)
     decoder = Decoder()
@@ -257,13 +259,20 @@ def _worker_main(
         else:
             worker_.run()
         closing, proc = proc, None
+        if closing.skipped:
+            control.send_bytes(pickle.dumps(("skipped", closing.skipped)))
         try:
             closing.close()
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
             raise StageError(name, "<none: in close()>", msg) from exc
     except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
-        pass  # torn down, or a neighbour died: the caller reports what happened
+        # Torn down, or a neighbour died: the caller reports what happened. Or the caller
+        # itself died: its pipes close a moment before the kernel gives us a new parent.
+        if stop is None:
+            deadline = time.monotonic() + _WATCH_EVERY
+            while os.getppid() == parent and time.monotonic() < deadline:
+                time.sleep(0.01)
     except BaseException as exc:
         _report(control, name, exc)
         if proc is not None:
@@ -273,14 +282,20 @@ def _worker_main(
         control.close()
         writer.encoder.close()
         decoder.close()
+        if stop is None and os.getppid() != parent:
+            # The caller died (we saw its pipes close): its cleanup will never run.
+            with contextlib.suppress(OSError):
+                cleanup(prefix)
 
 
-def _watch_parent() -> None:
+def _watch_parent(prefix: str) -> None:
     """Exit when our parent is gone (the caller killed with SIGKILL, say).
 
     Our parent is the caller (fork, spawn) or the forkserver, which exits with the
     caller; either way the kernel then hands us to another parent. A thread checks
-    for that twice a second, so no worker outlives its run by more than a moment.
+    for that twice a second, so no worker outlives its run by more than a moment,
+    and the first to notice removes the run's shared memory, which the caller can
+    no longer do.
     """
     parent = os.getppid()
 
@@ -288,6 +303,8 @@ def _watch_parent() -> None:
         while True:
             time.sleep(_WATCH_EVERY)
             if os.getppid() != parent:
+                with contextlib.suppress(OSError):
+                    cleanup(prefix)
                 os._exit(1)
 
     threading.Thread(target=watch, name="olympipe-watchdog", daemon=True).start()
@@ -701,6 +718,9 @@ class _Run:
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
         report = pickle.loads(data)
+        if report[0] == "skipped":
+            log_skipped(name, report[1])
+            return True
         if report[0] == "started":
             self.started.add(name)
             return True
