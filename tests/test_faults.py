@@ -245,3 +245,60 @@ def test_skipped_items_are_counted_in_the_callers_log(
     with caplog.at_level("WARNING", logger="olympipe_typed"):
         assert (source(range(9)) >> fragile).run(backend=backend) == [1, 2, 4, 5, 7, 8]
     assert "stage '_fragile' skipped 3 item(s)" in caplog.text
+
+
+class _Unpicklable(Exception):
+    """An exception holding a lock: pickle refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__("the lock is held")
+        self.lock = threading.Lock()
+
+
+def _raise_unpicklable(x: int) -> int:
+    raise _Unpicklable
+
+
+def test_unpicklable_exception_still_arrives_as_text() -> None:
+    """An exception pickle refuses arrives as its type name, message and worker traceback."""
+    with pytest.raises(StageError) as info:
+        (source([1]) >> stage(_raise_unpicklable)).run()
+    text = str(info.value)
+    assert "_Unpicklable: the lock is held" in text
+    assert "_raise_unpicklable" in text  # the worker's traceback names the function
+
+
+MANY_RUNS = """
+import numpy as np
+from olympipe_typed import source, stage
+
+def same(a):
+    return a
+
+if __name__ == "__main__":
+    for method in ("fork", "forkserver", "spawn"):
+        for _ in range(3):
+            arrays = [np.full(300_000, i, dtype=np.float64) for i in range(6)]
+            out = (source(arrays) >> stage(same)).run(start_method=method)
+            assert [int(a[0]) for a in out] == list(range(6))
+    print("done")
+"""
+
+
+def test_runs_under_every_start_method_exit_without_warnings(tmp_path: Path) -> None:
+    """A script of runs under fork, forkserver and spawn, with shared memory, exits cleanly:
+    no resource_tracker or leak warning, nothing left in /dev/shm."""
+    script = tmp_path / "many.py"
+    script.write_text(MANY_RUNS)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    assert "resource_tracker" not in done.stderr
+    assert "leaked" not in done.stderr
+    assert done.stderr == ""
