@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import psutil
 import pytest
@@ -176,3 +176,11 @@ def test_script_without_main_guard_fails_at_once_naming_it(tmp_path: Path, metho
     assert done.returncode != 0
     assert "if __name__ == '__main__':" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_unknown_and_unavailable_backends_are_refused() -> None:
+    """A misspelled backend is a ValueError naming the choices; ray says it is not available."""
+    with pytest.raises(ValueError, match="backend must be one of"):
+        source([1]).run(backend=cast("Literal['inline']", "inlined"))
+    with pytest.raises(NotImplementedError, match="ray"):
+        source([1]).run(backend="ray")
