@@ -38,7 +38,6 @@ T7 = TypeVar("T7")
 T8 = TypeVar("T8")
 
 Backend = Literal["process", "thread", "inline", "ray"]
-BACKENDS: tuple[Backend, ...] = ("process", "thread", "inline", "ray")
 StartMethod = Literal["fork", "forkserver", "spawn"]
 
 __all__ = ["Backend", "CacheEnvelope", "Pipeline", "run_all", "source"]
