@@ -874,6 +874,7 @@ class _Feeder:
         self.error: SourceError | StageError | None = None
         self.receivers: list[str] = []  # the stages reading this source, for error messages
         self.item_bytes = 0.0  # pickled size of an item, as the last message measured it
+        self.ahead = _AHEAD  # items the puller may read ahead; the sender lowers it for big items
         name = node.name
         self.threads = [
             threading.Thread(target=self._pull, name=f"source-{name}", daemon=True),
@@ -895,18 +896,19 @@ class _Feeder:
         assert self.node.source is not None
         try:
             for item in self.node.source.open():
-                if stop.is_set():
-                    break
                 pending.append(item)
                 n = len(pending)
                 if n == 1 or n == _MAX_BATCH:  # wake the sender: first item, or a full message
+                    if stop.is_set():  # checked here and below, not once per item
+                        break
                     with cond:
                         cond.notify()
-                ahead = self._ahead()
-                if n >= ahead:
+                if n >= self.ahead:  # an attribute, not a call: this runs once per item
                     with cond:
-                        while len(pending) >= ahead and not stop.is_set():
+                        while len(pending) >= self.ahead and not stop.is_set():
                             cond.wait(_STOP_POLL)
+                    if stop.is_set():
+                        break
         except BaseException as exc:
             msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
             self.error = SourceError(msg)
@@ -964,6 +966,7 @@ class _Feeder:
                 try:
                     self.writer.send(seq, True, items, keys)
                     self.item_bytes = self.writer.encoder.last_size / len(items)
+                    self.ahead = self._ahead()
                 except _PICKLING_ERRORS as exc:
                     receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
                     raise _unpicklable(self.receivers[0], items, f"to stage {receivers}") from exc
