@@ -133,6 +133,9 @@ def test_many_runs_leak_nothing(backend: Backend) -> None:
                 break
         assert Pipeline(itertools.count()).task(_inc).limit(3).run(backend=backend) == [1, 2, 3]
     assert _fds() <= fds
+    deadline = time.monotonic() + 2.0  # a source reader notices the stop within moments
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert threading.active_count() <= threads
     assert psutil.Process().children() == []
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"olympipe-{os.getpid()}-")] == []

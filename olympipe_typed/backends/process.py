@@ -886,10 +886,12 @@ class _Feeder:
             t.start()
 
     def join(self, timeout: float) -> None:
-        """Wait for the sender; the puller may be stuck inside a stalled source's next()."""
+        """Wait for the sender, and briefly for the puller: it may be stuck inside a stalled
+        source's next(), and then ends when that returns."""
         with self.cond:
             self.cond.notify_all()
         self.threads[1].join(timeout)
+        self.threads[0].join(min(timeout, _STOP_POLL))
 
     def _pull(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
