@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import psutil
 import pytest
 
+from olympipe_typed import Pipeline, run_all
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from types import FunctionType
+
+    from olympipe_typed._pipeline import Backend
 
 # The backends that must give the inline backend's results.
 BACKENDS = ["inline", "thread", "process"]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
+def backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend in turn."""
-    name: str = request.param
+    name: Backend = request.param
     return name
 
 
@@ -33,6 +38,19 @@ def _is_infrastructure(proc: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return any(name in cmdline for name in _INFRASTRUCTURE)
+
+
+@pytest.fixture
+def default_backend(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Make ``backend`` the default of the run entry points, for calls that take no backend
+    (``for x in pipeline``, olympipe-style methods used without the keyword)."""
+    entry_points = [Pipeline.__dict__[name] for name in ("run", "stream", "wait_for_completion")]
+    for fn in [*entry_points, cast("FunctionType", run_all)]:
+        defaults = fn.__kwdefaults__
+        assert defaults is not None
+        assert "backend" in defaults
+        monkeypatch.setitem(defaults, "backend", backend)
+    return backend
 
 
 def _children() -> set[int]:

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -28,9 +28,10 @@ from olympipe_typed import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from olympipe_typed._pipeline import Backend
+
 pytestmark = pytest.mark.timeout(60)
 
-Backend: TypeAlias = Literal["process", "thread", "inline", "ray"]
 
 # Backends whose workers live in the caller's process: a worker cannot die without the caller.
 IN_PROCESS = ("inline", "thread")

@@ -5,46 +5,24 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Literal, TypeAlias, assert_type, cast
+from typing import TYPE_CHECKING, assert_type
 
 import pytest
+from filelog import lines as _lines
+from filelog import record as _record
 
 from olympipe_typed import CacheEnvelope, Pipeline, batch, run_all, source, stage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
-    from types import FunctionType
+
+    from olympipe_typed._pipeline import Backend
 
 pytestmark = pytest.mark.timeout(60)
 
-Backend: TypeAlias = Literal["process", "thread", "inline", "ray"]
-
 
 # -- helpers that work across processes: state lives in files, not in globals --
-
-
-def _record(path: Path, line: str) -> None:
-    """Append one line to ``path`` (O_APPEND: safe from several processes)."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(f"{line}\n")
-
-
-def _lines(path: Path) -> list[str]:
-    """The lines written by ``_record`` so far."""
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-
-
-@pytest.fixture
-def default_backend(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
-    """Make ``backend`` the default of the run entry points, for olympipe calls that take no backend."""
-    entry_points = [Pipeline.__dict__[name] for name in ("run", "stream", "wait_for_completion")]
-    for fn in [*entry_points, cast("FunctionType", run_all)]:
-        defaults = fn.__kwdefaults__
-        assert defaults is not None
-        assert "backend" in defaults
-        monkeypatch.setitem(defaults, "backend", backend)
-    return backend
 
 
 def times_2(x: int) -> int:

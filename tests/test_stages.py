@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, assert_type
+from typing import TYPE_CHECKING, Any, assert_type
 
 import pytest
+from filelog import lines as _lines
+from filelog import record as _record
 from typing_extensions import TypeIs
 
 from olympipe_typed import (
@@ -24,23 +26,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-pytestmark = pytest.mark.timeout(60)
+    from olympipe_typed._pipeline import Backend
 
-Backend: TypeAlias = Literal["process", "thread", "inline", "ray"]
+pytestmark = pytest.mark.timeout(60)
 
 
 # -- helpers that work across processes: state lives in files, not in globals --
-
-
-def _record(path: Path, line: str) -> None:
-    """Append one line to ``path`` (O_APPEND: safe from several processes)."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(f"{line}\n")
-
-
-def _lines(path: Path) -> list[str]:
-    """The lines written by ``_record`` so far."""
-    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 def _flaky(folder: Path, failures: int) -> Callable[[int], int]:

@@ -6,7 +6,7 @@ has string annotations: the checks must resolve them to catch mismatches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 from typing_extensions import TypeIs
@@ -25,9 +25,10 @@ from olympipe_typed import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from olympipe_typed._pipeline import Backend
+
 pytestmark = pytest.mark.timeout(60)
 
-Backend: TypeAlias = Literal["process", "thread", "inline", "ray"]
 T = TypeVar("T")
 
 
