@@ -13,7 +13,7 @@ $(PY):
 # A plain path entry for the editable install (no import hook to load at every start-up),
 # and compiled bytecode even where PYTHONDONTWRITEBYTECODE is set.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[dev,ray,demo]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 lint: $(STAMP)

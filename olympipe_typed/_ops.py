@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, Never, TypeAlias, cast
 
 from ._errors import StageError
@@ -52,10 +52,14 @@ class Options:
     queue_size: int | None = None
     on_error: ErrorPolicy = "raise"
     retries: int = 0
+    # What one worker needs where the backend places workers on machines (Ray):
+    # "num_cpus", "num_gpus", "memory", or any custom resource name -> amount.
+    resources: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         # Checked at decoration time, for callers that mypy does not see.
         check_int("workers", self.workers, 1)
+        _check_resources(self.resources)
         if self.queue_size is not None:
             check_int("queue_size", self.queue_size, 1)
         check_int("retries", self.retries, 0)
@@ -80,6 +84,17 @@ def check_seconds(name: str, value: object) -> None:
 def _check_policy(value: object) -> None:
     if value not in ("raise", "skip") and not callable(value):
         msg = f"on_error must be 'raise', 'skip' or a callable (got {value!r})"
+        raise ValueError(msg)
+
+
+def _check_resources(value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+        for k, v in cast("Mapping[object, object]", value).items()
+    ):
+        msg = f"resources must map resource names to amounts >= 0 (got {value!r})"
         raise ValueError(msg)
 
 

@@ -44,7 +44,7 @@ from ._ops import (
 from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves, with_options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
     from typing import TypeGuard
 
     from typing_extensions import TypeIs
@@ -141,6 +141,7 @@ class Stage(Generic[In_contra, Out_co]):
         queue_size: int | None = None,
         on_error: Literal["raise", "skip"] | Callable[[In_contra, Exception], Out_co] | None = None,
         retries: int | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Stage[In_contra, Out_co]:
         """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).
 
@@ -155,6 +156,7 @@ class Stage(Generic[In_contra, Out_co]):
             "queue_size": queue_size,
             "on_error": on_error,
             "retries": retries,
+            "resources": resources,
         }
         changes = {k: v for k, v in given.items() if v is not None}
         if "name" in changes and not isinstance(self._template, Leaf):
@@ -362,8 +364,9 @@ def _options(
     queue_size: int | None,
     on_error: ErrorPolicy,
     retries: int,
+    resources: Mapping[str, float] | None,
 ) -> Options:
-    return Options(name, workers, ordered, queue_size, on_error, retries)
+    return Options(name, workers, ordered, queue_size, on_error, retries, resources)
 
 
 @overload
@@ -379,6 +382,7 @@ def stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> StageDecorator: ...
 def stage(
     fn: object = None,
@@ -390,6 +394,7 @@ def stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> object:
     """Make a map stage (one output per input) from a function or a class.
 
@@ -404,7 +409,7 @@ def stage(
     >>> increment.name, increment(1)
     ('inc', 2)
     """
-    deco = StageDecorator("map", _options(name, workers, ordered, queue_size, on_error, retries))
+    deco = StageDecorator("map", _options(name, workers, ordered, queue_size, on_error, retries, resources))
     return deco if fn is None else deco._apply(fn)
 
 
@@ -421,6 +426,7 @@ def flat_stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> FlatStageDecorator: ...
 def flat_stage(
     fn: object = None,
@@ -432,6 +438,7 @@ def flat_stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> object:
     """Make a stage with 0..n outputs per input, in order, from a function returning an iterable.
 
@@ -442,7 +449,7 @@ def flat_stage(
     >>> (source(["a b", "", "c"]) >> words).run(backend="inline")
     ['a', 'b', 'c']
     """
-    opts = _options(name, workers, ordered, queue_size, on_error, retries)
+    opts = _options(name, workers, ordered, queue_size, on_error, retries, resources)
     deco = FlatStageDecorator("flat", opts)
     return deco if fn is None else deco._apply(fn)
 
@@ -462,6 +469,7 @@ def filter_stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> FilterStageDecorator: ...
 def filter_stage(
     fn: object = None,
@@ -473,6 +481,7 @@ def filter_stage(
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
+    resources: Mapping[str, float] | None = None,
 ) -> object:
     """Make a stage that keeps the items for which a predicate is true.
 
@@ -483,7 +492,7 @@ def filter_stage(
     >>> (source(range(6)) >> even).run(backend="inline")
     [0, 2, 4]
     """
-    opts = _options(name, workers, ordered, queue_size, on_error, retries)
+    opts = _options(name, workers, ordered, queue_size, on_error, retries, resources)
     deco = FilterStageDecorator("filter", opts)
     return deco if fn is None else deco._apply(fn)
 
