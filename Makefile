@@ -31,7 +31,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(PY) -m examples.quickstart
+	$(PY) -m examples.images
 
 BENCH_ARGS ?=
 bench: $(STAMP)

@@ -34,8 +34,9 @@ def execute(
             graph, threads=threads, check_types=check_types, start_method=start_method
         )
     if backend == "ray":
-        msg = "backend='ray' is not available in this version: use 'process', 'thread' or 'inline'"
-        raise NotImplementedError(msg)
+        from .backends import ray
+
+        return ray.execute(graph, check_types=check_types)
     msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"
     raise ValueError(msg)
 
