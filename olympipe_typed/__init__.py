@@ -18,6 +18,8 @@ from ._pipeline import CacheEnvelope as CacheEnvelope
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import run_all as run_all
 from ._pipeline import source as source
+from ._report import RunReport as RunReport
+from ._report import StageReport as StageReport
 from ._stage import Batch as Batch
 from ._stage import Stage as Stage
 from ._stage import batch as batch
@@ -32,9 +34,11 @@ __all__ = [
     "CacheEnvelope",
     "Pipeline",
     "PipelineError",
+    "RunReport",
     "SourceError",
     "Stage",
     "StageError",
+    "StageReport",
     "StageTypeError",
     "WiringError",
     "WorkerDied",

@@ -8,7 +8,7 @@ for (a node shared by several of them runs once) and hand it to a backend.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
@@ -18,6 +18,8 @@ from ._template import Leaf
 
 if TYPE_CHECKING:
     from typing import Self
+
+    from ._report import RunReport
 
 T_co = TypeVar("T_co", covariant=True)
 T = TypeVar("T")
@@ -77,15 +79,28 @@ class Pipeline(Generic[T_co]):
     with ``>> stage`` or the olympipe-style methods, then run it.
 
     >>> from olympipe_typed import stage
-    >>> (Pipeline(range(4)).task(lambda x: x * 10) >> stage(str)).run(backend="inline")
+    >>> (Pipeline(range(4)).task(lambda x: x * 10) >> stage(lambda x: f"{x}")).run(backend="inline")
     ['0', '10', '20', '30']
     """
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "_report")
 
     def __init__(self, datas: Iterable[T_co], /) -> None:
         _check_instance("a pipeline's source", datas, Iterable, "an iterable")
         self._node: PNode = SourceNode(SourceSpec(datas))
+        self._report: RunReport | None = None
+
+    @property
+    def last_report(self) -> RunReport | None:
+        """The report of this pipeline's last run (also a failed or stopped one), or None.
+
+        >>> p = source(range(3)).task(lambda x: x + 1)
+        >>> p.run(backend="inline")
+        [1, 2, 3]
+        >>> p.last_report.stages[0].items_out if p.last_report else None
+        3
+        """
+        return self._report
 
     def _then(self, op: Op) -> Pipeline[Any]:
         return _wrap(apply(self._node, Leaf(op)))
@@ -144,11 +159,8 @@ class Pipeline(Generic[T_co]):
 
         Leaving the loop early shuts the pipeline down.
         """
-        from ._runner import execute
-
-        graph = compile_graph([self._node])
-        events = execute(
-            graph,
+        events = _execute(
+            [self],
             backend=backend,
             progress=progress,
             check_types=check_types,
@@ -158,21 +170,39 @@ class Pipeline(Generic[T_co]):
             for _, items in events:
                 yield from cast("list[T_co]", items)
         finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+            events.close()
 
     def __iter__(self) -> Iterator[T_co]:
         return self.stream()
+
+    # -- drawing --
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart: stage names, worker counts, fan-out and merges.
+
+        >>> print(source(range(3)).task(str, count=2).to_mermaid(), end="")
+        flowchart LR
+            n0(["source"])
+            n1["str ×2"]
+            n0 --> n1
+            out0[/"output 0"/]
+            n1 --> out0
+        """
+        from ._render import to_mermaid
+
+        return to_mermaid(compile_graph([self._node]))
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz dot: ``dot -Tpng`` draws it."""
+        from ._render import to_dot
+
+        return to_dot(compile_graph([self._node]))
 
     def wait_for_completion(
         self, other_pipes: Sequence[Pipeline[object]] | None = None, *, backend: Backend = "process"
     ) -> None:
         """Run, discarding outputs (for pipelines whose stages are sinks)."""
-        from ._runner import execute
-
-        graph = compile_graph([self._node, *(p._node for p in other_pipes or ())])
-        for _ in execute(graph, backend=backend):
+        for _ in _execute([self, *(other_pipes or ())], backend=backend):
             pass
 
     # -- the olympipe-style fluent API --
@@ -341,6 +371,7 @@ def _wrap(node: PNode) -> Pipeline[Any]:
     """A pipeline object for an already-built node (``Pipeline()`` itself takes an iterable)."""
     p: Pipeline[Any] = object.__new__(Pipeline)  # pyright: ignore[reportUnknownVariableType]
     p._node = node
+    p._report = None
     return p
 
 
@@ -468,6 +499,7 @@ def source(data: object, /) -> object:
 
     >>> source([1, 2, 3]).run(backend="inline")
     [1, 2, 3]
+    >>> from collections.abc import Iterator
     >>> @source
     ... def countdown(n: int) -> Iterator[int]:
     ...     yield from range(n, 0, -1)
@@ -533,17 +565,14 @@ def run_all(
 
     >>> from olympipe_typed import stage
     >>> base = source(range(4))
-    >>> run_all(base >> stage(lambda x: x + 1), base >> stage(str), backend="inline")
+    >>> run_all(base.task(lambda x: x + 1), base.task(str), backend="inline")
     ([1, 2, 3, 4], ['0', '1', '2', '3'])
     """
-    from ._runner import execute
-
     for p in pipelines:
         _check_instance("each argument of run_all()", p, Pipeline, "a Pipeline")
-    graph = compile_graph([p._node for p in pipelines])
     results: list[list[Any]] = [[] for _ in pipelines]
-    events = execute(
-        graph,
+    events = _execute(
+        pipelines,
         backend=backend,
         progress=progress,
         check_types=check_types,
@@ -552,3 +581,40 @@ def run_all(
     for index, items in events:
         results[index] += items
     return tuple(results)
+
+
+def _execute(
+    pipelines: Sequence[Pipeline[object]],
+    *,
+    backend: Backend,
+    progress: bool = False,
+    check_types: bool = False,
+    start_method: StartMethod | None = None,
+) -> Generator[tuple[int, list[Any]]]:
+    """Run the pipelines as one graph; leave the run's report on each of them."""
+    from ._report import Recorder
+    from ._runner import execute
+
+    graph = compile_graph([p._node for p in pipelines])
+    recorder = Recorder(graph, backend, progress=progress)
+    completed = False
+    try:
+        events = execute(
+            graph,
+            backend=backend,
+            check_types=check_types,
+            start_method=start_method,
+            recorder=recorder,
+        )
+        try:
+            yield from events
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        completed = True
+    finally:
+        recorder.finish(completed=completed)
+        report = recorder.report()
+        for p in pipelines:
+            p._report = report

@@ -9,29 +9,36 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ._graph import Graph
+    from ._report import Recorder
 
 
 def execute(
     graph: Graph,
     *,
     backend: str = "process",
-    progress: bool = False,
     check_types: bool = False,
     start_method: str | None = None,
+    recorder: Recorder | None = None,
 ) -> Iterator[tuple[int, list[Any]]]:
-    """Run ``graph`` on ``backend``, yielding (output index, items) as outputs appear, in order."""
-    del progress  # the progress display comes with the run report
+    """Run ``graph`` on ``backend``, yielding (output index, items) as outputs appear, in order.
+
+    ``recorder`` receives the numbers of the run report, and draws progress if asked.
+    """
     _refuse_while_bootstrapping()
     if backend == "inline":
         from .backends import inline
 
-        return inline.execute(graph, check_types=check_types)
+        return inline.execute(graph, check_types=check_types, recorder=recorder)
     if backend in ("process", "thread"):
         from .backends import process
 
         threads = backend == "thread"
         return process.execute(
-            graph, threads=threads, check_types=check_types, start_method=start_method
+            graph,
+            threads=threads,
+            check_types=check_types,
+            start_method=start_method,
+            recorder=recorder,
         )
     if backend == "ray":
         from .backends import ray

@@ -409,7 +409,9 @@ def stage(
     >>> increment.name, increment(1)
     ('inc', 2)
     """
-    deco = StageDecorator("map", _options(name, workers, ordered, queue_size, on_error, retries, resources))
+    deco = StageDecorator(
+        "map", _options(name, workers, ordered, queue_size, on_error, retries, resources)
+    )
     return deco if fn is None else deco._apply(fn)
 
 

@@ -15,23 +15,29 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceError, StageError
 from .._ops import log_skipped
+from .._report import WorkerStats
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .._graph import Graph
     from .._ops import Emit, Processor
+    from .._report import Recorder
 
 
-def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, list[Any]]]:
+def execute(
+    graph: Graph, *, check_types: bool = False, recorder: Recorder | None = None
+) -> Iterator[tuple[int, list[Any]]]:
     """Run ``graph``; yield (output index, [item]) as items reach the outputs."""
     ready: deque[tuple[int, object]] = deque()
     procs: dict[int, Processor] = {}
+    stats: dict[int, WorkerStats] = {}
     try:
         for node in graph.nodes:
             if node.op is not None:
                 procs[node.id] = node.op.open(node.name, check_types=check_types)
-        emitters = _emitters(graph, procs, ready)
+                stats[node.id] = WorkerStats(time.perf_counter())
+        emitters = _emitters(graph, procs, ready, stats)
         timed = [(k, p) for k, p in procs.items() if p.op.seconds is not None]
         sinks = graph.sinks_of()
         limited = any(p.op.kind in ("limit", "timeout") for p in procs.values())
@@ -55,6 +61,9 @@ def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, l
                     for proc_id, proc in timed:
                         proc.poll(now, emitters[proc_id])
                 emitters[node_id](item)
+                if recorder is not None and recorder.progress is not None:
+                    for k, st in stats.items():
+                        recorder.live(graph.nodes[k].name, 0, st.items_in, st.items_out)
                 while ready:
                     index, item = ready.popleft()
                     yield index, [item]
@@ -66,12 +75,37 @@ def execute(graph: Graph, *, check_types: bool = False) -> Iterator[tuple[int, l
                     yield index, [item]
     except BaseException:
         _close_all(procs, quiet=True)
+        _record(graph, stats, procs, recorder)
         raise
+    _record(graph, stats, procs, recorder)
     _close_all(procs, quiet=False)
 
 
+def _record(
+    graph: Graph,
+    stats: dict[int, WorkerStats],
+    procs: dict[int, Processor],
+    recorder: Recorder | None,
+) -> None:
+    """Hand each node's numbers to the report. Time in a node's children was counted in
+    the node too (they run inside its emit): it is taken out here."""
+    if recorder is None:
+        return
+    end = time.perf_counter()
+    for node_id, st in stats.items():
+        st.ended = end
+        st.busy = max(0.0, st.busy - st.blocked)  # blocked held the time spent in children
+        st.blocked = 0.0
+        recorder.stats(graph.nodes[node_id].name, st)
+        if procs[node_id].skipped:
+            recorder.skip(graph.nodes[node_id].name, procs[node_id].skipped)
+
+
 def _emitters(
-    graph: Graph, procs: dict[int, Processor], ready: deque[tuple[int, object]]
+    graph: Graph,
+    procs: dict[int, Processor],
+    ready: deque[tuple[int, object]],
+    stats: dict[int, WorkerStats],
 ) -> dict[int, Emit]:
     """For each node, the function its processor calls with each output."""
     sinks = graph.sinks_of()
@@ -79,20 +113,34 @@ def _emitters(
     # Children come after parents in graph.nodes, so build emitters from the end.
     for node in reversed(graph.nodes):
         outs = sinks.get(node.id, [])
-        kids = [(procs[c], emitters[c]) for c in node.children]
-        emitters[node.id] = _emitter(outs, kids, ready)
+        kids = [(procs[c], emitters[c], stats[c]) for c in node.children]
+        emitters[node.id] = _emitter(outs, kids, ready, stats.get(node.id))
     return emitters
 
 
 def _emitter(
-    outs: list[int], kids: list[tuple[Processor, Emit]], ready: deque[tuple[int, object]]
+    outs: list[int],
+    kids: list[tuple[Processor, Emit, WorkerStats]],
+    ready: deque[tuple[int, object]],
+    mine: WorkerStats | None,
 ) -> Emit:
+    clock = time.perf_counter
+
     def emit(item: object) -> None:
+        if mine is not None:
+            mine.items_out += 1
         for index in outs:
             ready.append((index, item))
-        for proc, kid_emit in kids:
+        for proc, kid_emit, st in kids:
             if not proc.exhausted:
+                st.items_in += 1
+                start = clock()
                 proc.process(item, kid_emit)
+                end = clock()
+                st.busy += end - start
+                st.timeline.add(start, end)
+                if mine is not None:
+                    mine.blocked += end - start  # the parent's time spent in its children
 
     return emit
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
 from .._ops import log_skipped
+from .._report import WorkerStats
 from .._transport import SHARED, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 
     from .._graph import Graph, Node
     from .._ops import Op, Processor
+    from .._report import Recorder
 
 END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
 TAIL: Final = -1  # the seq of a node's last message: what its flush() emitted
@@ -211,6 +214,49 @@ def _writable(conns: list[Connection], start: int) -> Connection:
     return conns[start % n]  # pragma: no cover - select returned one of them
 
 
+class _Control:
+    """A worker's pipe to the caller, for reports: one writer at a time (the stage's own
+    threads may log while the worker reports its numbers)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, report: tuple[object, ...]) -> None:
+        data = pickle.dumps(report, protocol=5)
+        with self.lock:
+            self.conn.send_bytes(data)
+
+
+class _LogForwarder(logging.Handler):
+    """In a worker process: sends every log record to the caller's logging, named by stage."""
+
+    def __init__(self, control: _Control, stage: str) -> None:
+        super().__init__()
+        self.control = control
+        self.stage = stage
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.stage = self.stage
+            if record.exc_info and record.exc_text is None:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            attrs = dict(record.__dict__)
+            attrs.update(msg=record.getMessage(), args=None, exc_info=None)
+            self.control.send(("log", attrs))
+        except Exception:
+            self.handleError(record)
+
+
+def _forward_logs(control: _Control, stage: str, level: int) -> None:
+    """Send this worker process's log records to the caller, at the caller's level."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:  # inherited through fork: the caller's handlers
+        root.removeHandler(handler)
+    root.addHandler(_LogForwarder(control, stage))
+    root.setLevel(level)
+
+
 def _recv(conn: Connection, decoder: Decoder) -> Message | None:
     data = conn.recv_bytes()
     if data == END:
@@ -230,7 +276,7 @@ def _worker_main(
     reads: list[list[Connection]],
     writes: dict[int, list[Connection]],
     ranks: dict[int, int] | None,
-    control: Connection,
+    control_conn: Connection,
     check_types: bool,
     keyed: bool,
     stop: threading.Event | None,
@@ -238,17 +284,20 @@ def _worker_main(
     free: bool,
     free_children: set[int],
     prefix: str,
+    log_level: int,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     parent = os.getppid()
+    control = _Control(control_conn)
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _watch_parent(prefix)
+        _forward_logs(control, name, log_level)
     proc: Processor | None = None
     writer = _Writer(writes, ranks, free_children, prefix)
     decoder = Decoder()
     try:
-        control.send_bytes(pickle.dumps(("started",)))
+        control.send(("started",))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(name, check_types=check_types)
         worker_ = _Worker(
@@ -258,9 +307,11 @@ def _worker_main(
             worker_.run_free()
         else:
             worker_.run()
+        worker_.stats.ended = time.perf_counter()
+        control.send(("stats", worker_.stats))
         closing, proc = proc, None
         if closing.skipped:
-            control.send_bytes(pickle.dumps(("skipped", closing.skipped)))
+            control.send(("skipped", closing.skipped))
         try:
             closing.close()
         except Exception as exc:
@@ -279,7 +330,9 @@ def _worker_main(
             with contextlib.suppress(BaseException):
                 proc.close()
     finally:
-        control.close()
+        if stop is None:
+            logging.getLogger().handlers.clear()  # nothing may use the closed pipe now
+        control_conn.close()
         writer.encoder.close()
         decoder.close()
         if stop is None and os.getppid() != parent:
@@ -310,7 +363,7 @@ def _watch_parent(prefix: str) -> None:
     threading.Thread(target=watch, name="olympipe-watchdog", daemon=True).start()
 
 
-def _report(control: Connection, name: str, exc: BaseException) -> None:
+def _report(control: _Control, name: str, exc: BaseException) -> None:
     """Send a failure to the caller: the error, its original cause and the traceback text."""
     ours = isinstance(exc, PipelineError)  # StageError, StageTypeError: re-raised as they are
     cause = exc.__cause__ if ours else exc
@@ -323,8 +376,8 @@ def _report(control: Connection, name: str, exc: BaseException) -> None:
         payload = pickle.dumps(
             ("error", name, err if _picklable(err) else None, None, f"{what}\n{tb}")
         )
-    with contextlib.suppress(OSError):
-        control.send_bytes(payload)
+    with contextlib.suppress(OSError), control.lock:
+        control.conn.send_bytes(payload)
 
 
 def _picklable(obj: object) -> bool:
@@ -347,14 +400,16 @@ class _Worker:
         writer: _Writer,
         decoder: Decoder,
         keyed: bool,
-        control: Connection,
+        control: _Control,
         stop: threading.Event | None,
         node_id: int,
     ) -> None:
         self.proc = proc
         self.decoder = decoder
         self.node_id = node_id
+        self.worker = worker
         self.busy, self.items, self.next_report = 0.0, 0, 0.0
+        self.stats = WorkerStats(time.perf_counter(), worker)
         self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
@@ -389,6 +444,7 @@ class _Worker:
         self.proc.flush(self._emit_flush)
         keys = self.out_keys if self.keyed else None
         self.writer.tail(self.out, keys)
+        self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
         self.writer.end()
 
@@ -410,6 +466,7 @@ class _Worker:
                     ready = self._wait([*pending, *draining])
                 else:
                     ready = list(pending)  # one pipe: a blocking read is cheapest
+                    self._count_read(ready)
                 for conn in ready:
                     msg = _recv(conn, self.decoder)
                     if conn in draining:
@@ -453,6 +510,9 @@ class _Worker:
 
     def _wait(self, conns: list[Connection]) -> list[Connection]:
         """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
+        at_once = self._count_read(conns)
+        if at_once:
+            return at_once
         while True:
             timeout = _STOP_POLL if self.stop is not None else None
             deadline = None if self.ended else self.proc.deadline()
@@ -471,16 +531,31 @@ class _Worker:
                 elif self.out:
                     self._send(final=False)
 
+    def _count_read(self, conns: list[Connection]) -> list[Connection]:
+        """The pipes with a message already waiting; counted for the report's queue fill."""
+        ready: list[Connection] = select.select(conns, [], [], 0)[0]
+        self.stats.reads += 1
+        if ready:
+            self.stats.ready_reads += 1
+        return ready
+
     def _process(self, msgs: list[Message]) -> None:
         started = time.perf_counter()
         self._process_timed(msgs)
-        # Tell the caller what an item costs here: the feeders size messages by it.
         now = time.perf_counter()
+        stats = self.stats
+        n = sum(len(m[2]) for m in msgs)
+        stats.items_in += n
+        stats.busy += now - started
+        stats.timeline.add(started, now)
         self.busy += now - started
-        self.items += sum(len(m[2]) for m in msgs)
+        self.items += n
         if now > self.next_report:
+            # Tell the caller what an item costs here (the feeders size messages by it),
+            # and how far we are (progress).
             cost = self.busy / max(self.items, 1)
-            self.control.send_bytes(pickle.dumps(("cost", cost)))
+            out = stats.items_out + len(self.out)
+            self.control.send(("cost", cost, self.worker, stats.items_in, out))
             self.busy, self.items, self.next_report = 0.0, 0, now + _REPORT_EVERY
 
     def _process_timed(self, msgs: list[Message]) -> None:
@@ -528,10 +603,13 @@ class _Worker:
         if self.ended and not self.out:
             return
         keys = self.out_keys if self.keyed else None
+        started = time.perf_counter()
         try:
             self.writer.send(self.seq, final, self.out, keys)
         except _PICKLING_ERRORS as exc:
             raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc
+        self.stats.blocked += time.perf_counter() - started
+        self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
 
     def _finish_early(self) -> None:
@@ -540,7 +618,7 @@ class _Worker:
             return
         # Tell the caller first (before END reaches it), so that it stops reading the
         # source once nothing else wants it, and does not wait for us to drain.
-        self.control.send_bytes(pickle.dumps(("exhausted", self.proc.name)))
+        self.control.send(("exhausted", self.proc.name))
         self._send(final=True)
         self.writer.end()
         self.ended = True
@@ -553,9 +631,16 @@ class _Run:
     """One run: starts workers and feeders, yields outputs, tears everything down."""
 
     def __init__(
-        self, graph: Graph, *, threads: bool, check_types: bool, start_method: str | None
+        self,
+        graph: Graph,
+        *,
+        threads: bool,
+        check_types: bool,
+        start_method: str | None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.graph = graph
+        self.recorder = recorder
         self.threads = threads
         ctx: Any = multiprocessing.get_context(start_method)
         self.plan = _Plan(graph, ctx)
@@ -603,10 +688,14 @@ class _Run:
                     plan.free[node.id],
                     self._free_children(node),
                     self.prefix,
+                    logging.getLogger().getEffectiveLevel(),
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
-                        target=_worker_main, args=args, name=f"{node.name}-{w}", daemon=True
+                        target=_worker_main,
+                        args=args,
+                        name=f"olympipe:{node.name}:{w}",
+                        daemon=True,
                     )
                 else:
                     worker = self.ctx.Process(
@@ -680,7 +769,11 @@ class _Run:
                 index = waiting.get(obj)
                 if index is None:
                     continue
-                msg = _recv(obj, self.decoder)
+                try:
+                    msg = _recv(obj, self.decoder)
+                except (EOFError, OSError):
+                    self._lost(index)
+                    raise
                 if obj in draining:
                     if msg is None:
                         del draining[obj]
@@ -706,6 +799,19 @@ class _Run:
                     yield index, items
         self._check_feeders()
 
+    def _lost(self, index: int) -> None:
+        """An output pipe closed without END: its worker died. Raise what happened to it,
+        once its report or its exit (a moment behind the pipe's end) has arrived."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            self._read_controls()
+            for name, p in self.procs:
+                if not self.threads and not p.is_alive():
+                    self._check_death(name, p)
+            time.sleep(0.01)
+        name = self.graph.nodes[self.graph.outputs[index]].name
+        raise WorkerDied(name, None, None, "it closed its output without ending the stream")
+
     def _check_feeders(self) -> None:
         for feeder in self.feeders:
             if feeder.error is not None:
@@ -718,16 +824,29 @@ class _Run:
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
         report = pickle.loads(data)
-        if report[0] == "skipped":
-            log_skipped(name, report[1])
+        kind = report[0]
+        if kind == "cost":
+            _, self.costs[name], worker, items_in, items_out = report
+            if self.recorder is not None:
+                self.recorder.live(name, worker, items_in, items_out)
             return True
-        if report[0] == "started":
+        if kind == "log":
+            record = logging.makeLogRecord(report[1])
+            logging.getLogger(record.name).handle(record)
+            return True
+        if kind == "stats":
+            if self.recorder is not None:
+                self.recorder.stats(name, report[1])
+            return True
+        if kind == "skipped":
+            log_skipped(name, report[1])
+            if self.recorder is not None:
+                self.recorder.skip(name, report[1])
+            return True
+        if kind == "started":
             self.started.add(name)
             return True
-        if report[0] == "cost":
-            self.costs[name] = report[1]
-            return True
-        if report[0] == "exhausted":
+        if kind == "exhausted":
             self.exhausted.add(report[1])
             self._stop_dead_sources()
             return True
@@ -779,7 +898,10 @@ class _Run:
         # After a limit or timeout, upstream workers may wait on a stalled source: stop them.
         deadline = time.monotonic() + (0.0 if self.exhausted else _GRACE)
         for _, p in self.procs:
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            # Keep reading reports meanwhile: a close() that logs must not fill its pipe.
+            while p.is_alive() and time.monotonic() < deadline:
+                p.join(timeout=min(_POLL, max(0.0, deadline - time.monotonic())))
+                self._read_controls()
         self._read_controls()  # a close() that raised is an error of the run, as inline
 
     def _read_controls(self) -> None:
@@ -998,9 +1120,16 @@ def execute(
     threads: bool = False,
     check_types: bool = False,
     start_method: str | None = None,
+    recorder: Recorder | None = None,
 ) -> Iterator[tuple[int, list[Any]]]:
     """Run ``graph`` with one process (or thread) per stage worker."""
-    run = _Run(graph, threads=threads, check_types=check_types, start_method=start_method)
+    run = _Run(
+        graph,
+        threads=threads,
+        check_types=check_types,
+        start_method=start_method,
+        recorder=recorder,
+    )
     try:
         run.start()
         yield from run.results()
