@@ -9,7 +9,6 @@ broadcast); a stage template used twice expands into two nodes.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 from ._hints import UNKNOWN, union_of
@@ -20,15 +19,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence, Sized
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class SourceSpec:
     """Where items come from: an iterable, or a function called at run time to make one."""
 
-    data: Iterable[object] | None
-    factory: Callable[..., Iterable[object]] | None = None
-    args: tuple[object, ...] = ()
-    kwargs: dict[str, object] = dataclasses.field(default_factory=dict)
-    name: str = "source"
+    __slots__ = ("args", "data", "factory", "kwargs", "name")
+
+    def __init__(
+        self,
+        data: Iterable[object] | None,
+        factory: Callable[..., Iterable[object]] | None = None,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+        name: str = "source",
+    ) -> None:
+        self.data = data
+        self.factory = factory
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.name = name
 
     def open(self) -> Iterable[object]:
         if self.factory is not None:
@@ -44,23 +52,29 @@ class SourceSpec:
             return None
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class SourceNode:
-    spec: SourceSpec
-    hint: object = UNKNOWN
+    __slots__ = ("hint", "spec")
+
+    def __init__(self, spec: SourceSpec, hint: object = UNKNOWN) -> None:
+        self.spec = spec
+        self.hint = hint
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class ApplyNode:
-    parent: PNode
-    template: Template
-    hint: object = UNKNOWN
+    __slots__ = ("hint", "parent", "template")
+
+    def __init__(self, parent: PNode, template: Template, hint: object = UNKNOWN) -> None:
+        self.parent = parent
+        self.template = template
+        self.hint = hint
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class GatherNode:
-    parents: tuple[PNode, ...]
-    hint: object = UNKNOWN
+    __slots__ = ("hint", "parents")
+
+    def __init__(self, parents: tuple[PNode, ...], hint: object = UNKNOWN) -> None:
+        self.parents = parents
+        self.hint = hint
 
 
 PNode: TypeAlias = SourceNode | ApplyNode | GatherNode
@@ -88,24 +102,33 @@ def producer_name(node: PNode) -> str:
 MERGE = Op("merge", None, Options(), label="merge")
 
 
-@dataclasses.dataclass(eq=False)
 class Node:
     """One node of a compiled graph: a source, or an operator with parents."""
 
-    id: int
-    name: str
-    op: Op | None
-    source: SourceSpec | None
-    parents: list[int]
-    children: list[int] = dataclasses.field(default_factory=list)
+    __slots__ = ("children", "id", "name", "op", "parents", "source")
+
+    def __init__(
+        self, node_id: int, name: str, op: Op | None, source: SourceSpec | None, parents: list[int]
+    ) -> None:
+        self.id = node_id
+        self.name = name
+        self.op = op
+        self.source = source
+        self.parents = parents
+        self.children: list[int] = []
+
+    def __repr__(self) -> str:
+        return f"Node({self.id}, {self.name!r}, parents={self.parents}, children={self.children})"
 
 
-@dataclasses.dataclass(eq=False)
 class Graph:
     """A compiled graph: nodes in topological order, and the node of each requested output."""
 
-    nodes: list[Node]
-    outputs: list[int]
+    __slots__ = ("nodes", "outputs")
+
+    def __init__(self, nodes: list[Node], outputs: list[int]) -> None:
+        self.nodes = nodes
+        self.outputs = outputs
 
     @property
     def sources(self) -> list[Node]:

@@ -6,7 +6,7 @@ see PEERS.md), so building or running a graph without checks never pays for it.
 
 from __future__ import annotations
 
-import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, cast, final
@@ -28,6 +28,7 @@ class _Unknown:
 
 
 UNKNOWN: Final = _Unknown()
+_CO_VARARGS: Final = 0x04  # inspect.CO_VARARGS, without importing inspect
 
 _ITERABLES: Final = (Iterable, Iterator, typing.Generator, list, tuple, set, frozenset)
 
@@ -38,21 +39,37 @@ def callable_hints(fn: Callable[..., object]) -> tuple[object, object]:
     String annotations (``from __future__ import annotations``) are resolved in
     the function's globals; an annotation that cannot be resolved counts as UNKNOWN.
     """
+    is_class = isinstance(fn, type)
     target: object = fn
-    if inspect.isclass(fn):
-        target = fn.__call__  # the item arrives at __call__
+    if isinstance(fn, type):
+        target = fn.__call__  # a class's items arrive at __call__
     try:
         hints = typing.get_type_hints(target)
     except Exception:
         hints = {}
-    try:
-        params = list(inspect.signature(target).parameters.values())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return UNKNOWN, UNKNOWN
-    if inspect.isclass(fn) and params and params[0].name == "self":
-        params = params[1:]
-    first = params[0].name if params else None
+    first = _first_parameter(target, skip_self=is_class)
     return hints.get(first, UNKNOWN) if first else UNKNOWN, hints.get("return", UNKNOWN)
+
+
+def _first_parameter(fn: object, *, skip_self: bool) -> str | None:
+    """The name of the parameter an item arrives in, if there is one."""
+    code = getattr(fn, "__code__", None)
+    if type(fn) is types.FunctionType and code is not None:  # plain functions: no inspect
+        names = list(code.co_varnames[: code.co_argcount])
+        if code.co_flags & _CO_VARARGS:  # *args: items arrive there when nothing comes before
+            names.append(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
+        if skip_self and names and names[0] == "self":
+            names = names[1:]
+        return names[0] if names else None
+    import inspect  # methods, partials, builtins, callable objects
+
+    try:
+        params = list(inspect.signature(cast("Any", fn)).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if skip_self and params and params[0].name == "self":
+        params = params[1:]
+    return params[0].name if params else None
 
 
 def element_hint(hint: object) -> object:

@@ -15,7 +15,6 @@ makes ``"inline"`` the reference semantics of every other backend.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, Never, TypeAlias, cast
@@ -42,21 +41,34 @@ Kind: TypeAlias = Literal[
 STATEFUL: Final = frozenset({"batch", "temporal_batch", "reduce", "limit", "timeout"})
 
 
-@dataclasses.dataclass(frozen=True)
 class Options:
-    """The options every stage kind takes; checked when the stage is declared."""
+    """The options every stage kind takes; checked when the stage is declared.
 
-    name: str | None = None
-    workers: int = 1
-    ordered: bool = True
-    queue_size: int | None = None
-    on_error: ErrorPolicy = "raise"
-    retries: int = 0
-    # What one worker needs where the backend places workers on machines (Ray):
-    # "num_cpus", "num_gpus", "memory", or any custom resource name -> amount.
-    resources: Mapping[str, float] | None = None
+    (Plain slotted classes here and in the graph, not dataclasses: importing
+    dataclasses costs more than the rest of the package's start-up.)
+    """
 
-    def __post_init__(self) -> None:
+    __slots__ = ("name", "on_error", "ordered", "queue_size", "resources", "retries", "workers")
+
+    def __init__(
+        self,
+        name: str | None = None,
+        workers: int = 1,
+        ordered: bool = True,
+        queue_size: int | None = None,
+        on_error: ErrorPolicy = "raise",
+        retries: int = 0,
+        resources: Mapping[str, float] | None = None,
+    ) -> None:
+        self.name = name
+        self.workers = workers
+        self.ordered = ordered
+        self.queue_size = queue_size
+        self.on_error: ErrorPolicy = on_error
+        self.retries = retries
+        # What one worker needs where the backend places workers on machines (Ray):
+        # "num_cpus", "num_gpus", "memory", or any custom resource name -> amount.
+        self.resources = resources
         # Checked at decoration time, for callers that mypy does not see.
         check_int("workers", self.workers, 1)
         _check_resources(self.resources)
@@ -65,6 +77,25 @@ class Options:
         check_int("retries", self.retries, 0)
         _check_policy(self.on_error)
         _check_name(self.name)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def replace(self, **changes: Any) -> Options:
+        """A copy with ``changes`` (checked again)."""
+        fields: dict[str, Any] = dict(zip(self.__slots__, self._fields(), strict=True))
+        fields.update(changes)
+        return Options(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Options) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(tuple(map(repr, self._fields())))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"Options({args})"
 
 
 def check_int(name: str, value: object, minimum: int) -> None:
@@ -104,15 +135,27 @@ def _check_name(value: object) -> None:
         raise ValueError(msg)
 
 
-@dataclasses.dataclass(frozen=True)
 class ClassSpec:
     """A stateful stage: the instance is built once per worker, inside the worker."""
 
-    cls: type
-    args: tuple[object, ...]
-    kwargs: dict[str, object]
-    method: str = "__call__"
-    close_method: str | None = "close"
+    __slots__ = ("args", "close_method", "cls", "kwargs", "method")
+
+    def __init__(
+        self,
+        cls: type,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+        method: str = "__call__",
+        close_method: str | None = "close",
+    ) -> None:
+        self.cls = cls
+        self.args = args
+        self.kwargs = kwargs
+        self.method = method
+        self.close_method = close_method
+
+    def __repr__(self) -> str:
+        return f"ClassSpec({self.cls.__qualname__}, {self.args!r}, {self.kwargs!r})"
 
     def build(self) -> tuple[Callable[[Any], Any], Callable[[], object] | None]:
         instance = self.cls(*self.args, **self.kwargs)
@@ -120,21 +163,52 @@ class ClassSpec:
         return getattr(instance, self.method), closer
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+_NO_OPTIONS: Final = Options()
+
+
 class Op:
     """One graph node: the kind of operator, its function or class, its options and hints."""
 
-    kind: Kind
-    fn: Callable[..., object] | ClassSpec | None
-    options: Options = Options()
-    label: str = "stage"
-    in_hint: object = UNKNOWN
-    out_hint: object = UNKNOWN
-    # Kind-specific parameters: batch size, seconds, an accumulator.
-    size: int = 0
-    seconds: float | None = None
-    keep_incomplete: bool = True
-    initial: object = None
+    __slots__ = (
+        "fn",
+        "in_hint",
+        "initial",
+        "keep_incomplete",
+        "kind",
+        "label",
+        "options",
+        "out_hint",
+        "seconds",
+        "size",
+    )
+
+    def __init__(
+        self,
+        kind: Kind,
+        fn: Callable[..., object] | ClassSpec | None,
+        options: Options = _NO_OPTIONS,
+        label: str = "stage",
+        in_hint: object = UNKNOWN,
+        out_hint: object = UNKNOWN,
+        # Kind-specific parameters: batch size, seconds, an accumulator.
+        size: int = 0,
+        seconds: float | None = None,
+        keep_incomplete: bool = True,
+        initial: object = None,
+    ) -> None:
+        self.kind: Kind = kind
+        self.fn = fn
+        self.options = options
+        self.label = label
+        self.in_hint = in_hint
+        self.out_hint = out_hint
+        self.size = size
+        self.seconds = seconds
+        self.keep_incomplete = keep_incomplete
+        self.initial = initial
+
+    def __repr__(self) -> str:
+        return f"Op({self.kind!r}, {self.label!r}, {self.options!r})"
 
     @property
     def name(self) -> str:
@@ -144,8 +218,10 @@ class Op:
     def stateful(self) -> bool:
         return self.kind in STATEFUL
 
-    def replace(self, **changes: object) -> Op:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> Op:
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        return Op(**fields)
 
     def open(self, name: str | None = None, *, check_types: bool = False) -> Processor:
         """Build this node's processor; call it in the worker that will run it."""
@@ -192,15 +268,20 @@ class Processor:
                 return
 
     def _map_many(self, items: list[Any], out: list[Any]) -> None:
-        fn, emit = self._fn, out.append
+        # map() at C speed. When fn raises, list.extend keeps what it already appended,
+        # so the count of new outputs says which item failed; map has moved past it.
+        fn = self._fn
         assert fn is not None
         rest = iter(items)
+        position = 0  # index in items of the next item map() will take
         while True:
+            mark = len(out)
             try:
-                for item in rest:
-                    emit(fn(item))
+                out.extend(map(fn, rest))
             except Exception as exc:
-                self._recover(item, exc, emit)  # pyright: ignore[reportPossiblyUnboundVariable]
+                failed = position + len(out) - mark
+                self._recover(items[failed], exc, out.append)
+                position = failed + 1
             else:
                 return
 

@@ -15,7 +15,6 @@ for every composition, without a plugin. Two places need care:
 
 from __future__ import annotations
 
-import inspect
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -273,6 +272,8 @@ class ClassStageFactory:
             raise TypeError(msg)
 
     def __call__(self, *args: object, **kwargs: object) -> Stage[Any, Any]:
+        import inspect
+
         try:
             inspect.signature(self._cls).bind(*args, **kwargs)
         except TypeError as exc:
@@ -300,7 +301,7 @@ class _Decorator:
         if isinstance(fn, Stage | Batch):
             msg = f"{fn!r} is already a stage; use .options(...) to change its options"
             raise TypeError(msg)
-        if inspect.isclass(fn):
+        if isinstance(fn, type):
             return ClassStageFactory(self._kind, fn, self._options)
         if not callable(fn):
             msg = f"a stage is made from a function or a class, not {type(fn).__qualname__}"

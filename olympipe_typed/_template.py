@@ -7,7 +7,6 @@ fresh nodes at each use.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._errors import WiringError
@@ -19,25 +18,31 @@ if TYPE_CHECKING:
     from ._ops import Op
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class Leaf:
     """One operator."""
 
-    op: Op
+    __slots__ = ("op",)
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class Chain:
     """``a >> b >> ...``: each part's outputs are the next part's inputs."""
 
-    parts: tuple[Template, ...]
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[Template, ...]) -> None:
+        self.parts = parts
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class Fan:
     """``a | b | ...``: every input goes to each branch; outputs merged per input, in branch order."""
 
-    branches: tuple[Template, ...]
+    __slots__ = ("branches",)
+
+    def __init__(self, branches: tuple[Template, ...]) -> None:
+        self.branches = branches
 
 
 Template: TypeAlias = Leaf | Chain | Fan
@@ -164,7 +169,7 @@ def describe(t: Template) -> str:
 def with_options(t: Template, changes: dict[str, object]) -> Template:
     """A copy of ``t`` whose every leaf has ``changes`` applied to its options."""
     if isinstance(t, Leaf):
-        options = dataclasses.replace(t.op.options, **changes)  # type: ignore[arg-type]
+        options = t.op.options.replace(**changes)
         return Leaf(t.op.replace(options=options))
     if isinstance(t, Chain):
         return Chain(tuple(with_options(p, changes) for p in t.parts))

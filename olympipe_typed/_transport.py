@@ -38,7 +38,6 @@ import io
 import mmap
 import os
 import pickle
-import secrets
 import struct
 import time
 from typing import Any, Final
@@ -124,7 +123,7 @@ class Encoder:
         self.slots = slots  # segments at most: memory is bounded by slots x largest message
         self.wait = wait  # seconds to wait for a segment to be consumed before going in-band
         self._pid = os.getpid()
-        self._base = os.path.join(directory, f"{prefix}{self._pid}-{secrets.token_hex(4)}-")
+        self._base = os.path.join(directory, f"{prefix}{self._pid}-{os.urandom(4).hex()}-")
         self._ring: list[_Segment] = []
         self._usable = os.path.isdir(directory) and os.access(directory, os.W_OK)
         self.last_size = 0  # bytes of the last message encoded, shared-memory part included

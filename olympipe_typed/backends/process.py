@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import multiprocessing
 import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
-import traceback
-from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -76,6 +74,8 @@ _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still liv
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
+_RAMP: Final = 4  # one-item messages in flight per stage worker while stages have not said
+# what an item costs: enough for every worker to start, few enough not to flood the pipes
 
 Key = tuple[float, ...]
 Message = tuple[int, bool, list[Any], list[Key] | None]
@@ -228,33 +228,37 @@ class _Control:
             self.conn.send_bytes(data)
 
 
-class _LogForwarder(logging.Handler):
-    """In a worker process: sends every log record to the caller's logging, named by stage."""
-
-    def __init__(self, control: _Control, stage: str) -> None:
-        super().__init__()
-        self.control = control
-        self.stage = stage
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            record.stage = self.stage
-            if record.exc_info and record.exc_text is None:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            attrs = dict(record.__dict__)
-            attrs.update(msg=record.getMessage(), args=None, exc_info=None)
-            self.control.send(("log", attrs))
-        except Exception:
-            self.handleError(record)
-
-
 def _forward_logs(control: _Control, stage: str, level: int) -> None:
     """Send this worker process's log records to the caller, at the caller's level."""
+    import logging
+
+    class LogForwarder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                record.stage = stage
+                if record.exc_info and record.exc_text is None:
+                    record.exc_text = logging.Formatter().formatException(record.exc_info)
+                attrs = dict(record.__dict__)
+                attrs.update(msg=record.getMessage(), args=None, exc_info=None)
+                control.send(("log", attrs))
+            except Exception:
+                self.handleError(record)
+
     root = logging.getLogger()
     for handler in root.handlers[:]:  # inherited through fork: the caller's handlers
         root.removeHandler(handler)
-    root.addHandler(_LogForwarder(control, stage))
+    root.addHandler(LogForwarder())
     root.setLevel(level)
+
+
+def _caller_log_level() -> int | None:
+    """The level workers log at: the caller's, if it uses logging at all.
+
+    A caller that never imported logging has no handlers to forward to: its
+    workers then log as it would, to stderr, and nobody pays for the import.
+    """
+    logging = sys.modules.get("logging")
+    return None if logging is None else int(logging.getLogger().getEffectiveLevel())
 
 
 def _recv(conn: Connection, decoder: Decoder) -> Message | None:
@@ -284,7 +288,7 @@ def _worker_main(
     free: bool,
     free_children: set[int],
     prefix: str,
-    log_level: int,
+    log_level: int | None,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     parent = os.getppid()
@@ -292,7 +296,8 @@ def _worker_main(
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _watch_parent(prefix)
-        _forward_logs(control, name, log_level)
+        if log_level is not None:
+            _forward_logs(control, name, log_level)
     proc: Processor | None = None
     writer = _Writer(writes, ranks, free_children, prefix)
     decoder = Decoder()
@@ -330,8 +335,8 @@ def _worker_main(
             with contextlib.suppress(BaseException):
                 proc.close()
     finally:
-        if stop is None:
-            logging.getLogger().handlers.clear()  # nothing may use the closed pipe now
+        if stop is None and log_level is not None:
+            sys.modules["logging"].getLogger().handlers.clear()  # the pipe is closing
         control_conn.close()
         writer.encoder.close()
         decoder.close()
@@ -367,6 +372,8 @@ def _report(control: _Control, name: str, exc: BaseException) -> None:
     """Send a failure to the caller: the error, its original cause and the traceback text."""
     ours = isinstance(exc, PipelineError)  # StageError, StageTypeError: re-raised as they are
     cause = exc.__cause__ if ours else exc
+    import traceback
+
     tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
     err = exc if ours else None
     try:
@@ -408,7 +415,8 @@ class _Worker:
         self.decoder = decoder
         self.node_id = node_id
         self.worker = worker
-        self.busy, self.items, self.next_report = 0.0, 0, 0.0
+        self.cheapest, self.next_report = INF, 0.0
+        self.cold = True  # the first message pays for cold caches and first calls: not counted
         self.stats = WorkerStats(time.perf_counter(), worker)
         self.last_key: Key = (0,)
         self.control = control
@@ -548,15 +556,18 @@ class _Worker:
         stats.items_in += n
         stats.busy += now - started
         stats.timeline.add(started, now)
-        self.busy += now - started
-        self.items += n
-        if now > self.next_report:
+        # What an item costs: the cheapest message's cost per item in the last moments, as
+        # time lost while the OS ran other processes only ever adds to it.
+        if self.cold:
+            self.cold = False
+        else:
+            self.cheapest = min(self.cheapest, (now - started) / max(n, 1))
+        if now > self.next_report and self.cheapest < INF:
             # Tell the caller what an item costs here (the feeders size messages by it),
             # and how far we are (progress).
-            cost = self.busy / max(self.items, 1)
             out = stats.items_out + len(self.out)
-            self.control.send(("cost", cost, self.worker, stats.items_in, out))
-            self.busy, self.items, self.next_report = 0.0, 0, now + _REPORT_EVERY
+            self.control.send(("cost", self.cheapest, self.worker, stats.items_in, out))
+            self.cheapest, self.next_report = INF, now + _REPORT_EVERY
 
     def _process_timed(self, msgs: list[Message]) -> None:
         proc = self.proc
@@ -655,6 +666,8 @@ class _Run:
         self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
+        # Messages that have come out of each output: the feeders' measure of what is in flight.
+        self.through = [0] * len(graph.outputs)
         self.started: set[str] = set()  # stages whose workers reached their main loop
         self.costs: dict[str, float] = {}  # seconds per item, as each stage's workers report
 
@@ -688,7 +701,7 @@ class _Run:
                     plan.free[node.id],
                     self._free_children(node),
                     self.prefix,
-                    logging.getLogger().getEffectiveLevel(),
+                    _caller_log_level(),
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -724,6 +737,8 @@ class _Run:
                 stop=self.source_stop[node.id],
                 costs=self.costs,
                 stages=sum(1 for n in graph.nodes if n.op is not None),
+                through=self.through,
+                ramp=_RAMP * sum(plan.workers[n.id] for n in graph.nodes if n.op is not None),
             )
             feeder.receivers = [graph.nodes[c].name for c in node.children]
             self.feeders.append(feeder)
@@ -779,8 +794,10 @@ class _Run:
                         del draining[obj]
                         if index not in draining.values():
                             live.discard(index)
-                    elif msg[2]:
-                        yield index, msg[2]
+                    else:
+                        self.through[index] += 1
+                        if msg[2]:
+                            yield index, msg[2]
                     continue
                 if msg is None or msg[0] == TAIL:
                     # The output is at its end: its workers' pipes hold a TAIL and END.
@@ -795,6 +812,7 @@ class _Run:
                 seq, final, items, _ = msg
                 if final:
                     expected[index] = seq + 1
+                    self.through[index] += 1
                 if items:
                     yield index, items
         self._check_feeders()
@@ -831,6 +849,8 @@ class _Run:
                 self.recorder.live(name, worker, items_in, items_out)
             return True
         if kind == "log":
+            import logging
+
             record = logging.makeLogRecord(report[1])
             logging.getLogger(record.name).handle(record)
             return True
@@ -984,24 +1004,38 @@ class _Feeder:
         stop: threading.Event,
         costs: dict[str, float],
         stages: int,
+        through: list[int] | None = None,
+        ramp: int = 1,
     ) -> None:
         self.node, self.rank, self.writer = node, rank, writer
         self.costs, self.stages = costs, stages
+        self.through = through or [0]
+        self.ramp = ramp
+        # A list, a range...: reading never blocks, so the sender reads slices itself.
+        assert node.source is not None
+        self.container = node.source.length() is not None
         self.keyed = keyed
         self.fixed = fixed  # several sources: equal messages keep them in step (keys align)
         self.stop = stop
-        self.pending: deque[Any] = deque()
+        # Items read and not yet sent. The puller only appends, the sender only takes from
+        # the front (a slice, then del: both at C speed).
+        self.pending: list[Any] = []
         self.cond = threading.Condition()
         self.done = False
         self.error: SourceError | StageError | None = None
         self.receivers: list[str] = []  # the stages reading this source, for error messages
         self.item_bytes = 0.0  # pickled size of an item, as the last message measured it
         self.ahead = _AHEAD  # items the puller may read ahead; the sender lowers it for big items
+        self.seq = 0  # messages sent
+        self.items: Iterator[Any] = iter(())
         name = node.name
         self.threads = [
-            threading.Thread(target=self._pull, name=f"source-{name}", daemon=True),
             threading.Thread(target=self._send, name=f"feeder-{name}", daemon=True),
         ]
+        if not self.container:
+            self.threads.append(
+                threading.Thread(target=self._pull, name=f"source-{name}", daemon=True)
+            )
 
     def start(self) -> None:
         for t in self.threads:
@@ -1012,8 +1046,9 @@ class _Feeder:
         source's next(), and then ends when that returns."""
         with self.cond:
             self.cond.notify_all()
-        self.threads[1].join(timeout)
-        self.threads[0].join(min(timeout, _STOP_POLL))
+        self.threads[0].join(timeout)
+        for puller in self.threads[1:]:
+            puller.join(min(timeout, _STOP_POLL))
 
     def _pull(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
@@ -1034,9 +1069,7 @@ class _Feeder:
                     if stop.is_set():
                         break
         except BaseException as exc:
-            msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
-            self.error = SourceError(msg)
-            self.error.__cause__ = exc
+            self._failed(exc)
         finally:
             with cond:
                 self.done = True
@@ -1055,34 +1088,68 @@ class _Feeder:
         """
         slowest = max(self.costs.values(), default=None)
         if slowest is None or len(self.costs) < self.stages:
+            self._ramp_up()
             return 1
         by_work = int(_MESSAGE_WORK / max(slowest, 1e-9))
         by_bytes = int(_MESSAGE_BYTES / max(self.item_bytes, 1.0))
         return max(1, min(_MAX_BATCH, by_work, by_bytes))
 
-    def _send(self) -> None:
+    def _ramp_up(self) -> None:
+        """Until every stage has said what an item costs, keep few one-item messages in flight
+        (waiting at most ``_STOP_POLL`` for one: an output may have ended early)."""
+        deadline = time.monotonic() + _STOP_POLL
+        while self.seq - min(self.through) >= self.ramp and not self.stop.is_set():
+            if len(self.costs) >= self.stages or time.monotonic() > deadline:
+                return
+            time.sleep(0.0005)
+
+    def _take(self, size: int) -> list[Any]:
+        """The next message's items (empty at the end of the source)."""
+        if self.container:
+            try:
+                return list(itertools.islice(self.items, size))
+            except BaseException as exc:  # a container whose iterator raises, after all
+                self._failed(exc)
+                return []
         pending, cond, stop = self.pending, self.cond, self.stop
-        seq = index = 0
+        with cond:
+            while not pending and not self.done and not stop.is_set():
+                cond.wait(_STOP_POLL)
+        # Give a fast source a moment to fill the message; never hold a slow one's.
+        deadline = None if self.fixed else time.monotonic() + _FLUSH
+        with cond:
+            while len(pending) < size and not self.done and not stop.is_set():
+                left = _STOP_POLL if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    break
+                cond.wait(left)
+        items = pending[:size]
+        del pending[: len(items)]
+        with cond:
+            cond.notify_all()  # room again for the puller
+        return items
+
+    def _failed(self, exc: BaseException) -> None:
+        msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
+        self.error = SourceError(msg)
+        self.error.__cause__ = exc
+
+    def _send(self) -> None:
+        stop = self.stop
+        index = 0
         try:
+            if self.container:
+                assert self.node.source is not None
+                try:
+                    self.items = iter(self.node.source.open())
+                except Exception as exc:
+                    self._failed(exc)
             while not stop.is_set():
                 size = 64 if self.fixed else self._size()
-                with cond:
-                    while not pending and not self.done and not stop.is_set():
-                        cond.wait(_STOP_POLL)
-                    if not pending:
-                        break
-                # Give a fast source a moment to fill the message; never hold a slow one's.
-                deadline = None if self.fixed else time.monotonic() + _FLUSH
-                with cond:
-                    while len(pending) < size and not self.done and not stop.is_set():
-                        left = _STOP_POLL if deadline is None else deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        cond.wait(left)
-                popleft = pending.popleft
-                items = [popleft() for _ in range(min(size, len(pending)))]
-                with cond:
-                    cond.notify_all()  # room again for the puller
+                items = self._take(size)
+                if not items:
+                    break
+                seq = self.seq
                 keys: list[Key] | None = None
                 if self.keyed:
                     keys = [(i, self.rank) for i in range(index, index + len(items))]
@@ -1094,7 +1161,7 @@ class _Feeder:
                 except _PICKLING_ERRORS as exc:
                     receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
                     raise _unpicklable(self.receivers[0], items, f"to stage {receivers}") from exc
-                seq += 1
+                self.seq += 1
         except StageError as exc:
             self.error = exc
         except OSError:
