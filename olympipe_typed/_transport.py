@@ -17,8 +17,14 @@ raises rather than return torn data. Each encoded message must be decoded exactl
 Ordering relies on the pipe (a syscall on both sides) for the data, and on x86-64 TSO for the
 "consumed" store made after the copy (a store is never reordered before earlier loads).
 
-Copy or views: the decoder copies each buffer out into a fresh ``bytearray`` and marks the
-segment consumed at once. Views would pin the segment for as long as any returned array lives
+Borrowing (``decode(data, borrow=True)``, for workers of stateless stages): the buffers are
+views of the segment, no copy, and the segment is marked consumed by ``settle()`` once nothing
+refers to the views any more: every view of a message, however derived (slices, casts,
+arrays built on them), holds a reference to the message's own managed buffer, whose reference
+count ``settle()`` reads. A view kept by the stage pins its segment, never corrupts it.
+
+Copy or views: otherwise the decoder copies each buffer out into a fresh ``bytearray`` and marks
+the segment consumed at once. Views would pin the segment for as long as any returned array lives
 (possibly forever: the encoder would then need new segments, which fault just the same) and
 mmap.close() fails while views exist. The copy is cheap: glibc keeps freed multi-MB blocks on
 its heap (its mmap threshold adapts), so steady-state copies land on already-mapped pages.
@@ -34,11 +40,13 @@ what a run left (a SIGKILLed worker, a message never read). Nothing here is thre
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import mmap
 import os
 import pickle
 import struct
+import sys
 import time
 from typing import Any, Final
 
@@ -219,8 +227,10 @@ class Decoder:
     def __init__(self, directory: str = SHM_DIR) -> None:
         self._dir = directory
         self._maps: dict[str, mmap.mmap] = {}  # by segment name: a mapping costs page faults
+        # Borrowed messages not yet settled: (segment name, generation, managed buffer).
+        self._loans: list[tuple[str, int, object]] = []
 
-    def decode(self, data: bytes) -> object:
+    def decode(self, data: bytes, *, borrow: bool = False) -> object:
         if data[:1] != _MAGIC:
             return pickle.loads(data)
         _, gen, n_oob, n_big, name_len = _FIXED.unpack_from(data)
@@ -231,6 +241,9 @@ class Decoder:
         offsets, sizes = table[:n], table[n:]
         mm = self._mapping(name, max((o + s for o, s in zip(offsets, sizes, strict=True))))
         self._check(mm, gen, name)
+        payload = data[at + 16 * n :]
+        if borrow and not n_big:
+            return self._borrow(mm, name, gen, payload, offsets, sizes)
         view = memoryview(mm)
         try:
             copies = [
@@ -243,21 +256,58 @@ class Decoder:
         finally:
             view.release()  # or mm.close() would fail later
         self._check(mm, gen, name)  # overwritten while copying would be a bug: never return it
+        self._consumed(mm, name, gen)
+        if n_big:
+            return _BytesUnpickler(payload, copies, big).load()
+        return pickle.loads(payload, buffers=copies)
+
+    def _borrow(
+        self,
+        mm: mmap.mmap,
+        name: str,
+        gen: int,
+        payload: bytes,
+        offsets: tuple[int, ...],
+        sizes: tuple[int, ...],
+    ) -> object:
+        """Unpickle over views of the segment; the loan is settled when they are all gone."""
+        view = memoryview(mm)  # a managed buffer of this message's own
+        (managed,) = gc.get_referents(view)
+        views = [view[o : o + s] for o, s in zip(offsets, sizes, strict=True)]
+        del view
+        self._loans.append((name, gen, managed))
+        return pickle.loads(payload, buffers=views)
+
+    def settle(self) -> None:
+        """Mark consumed each borrowed segment whose views have all been dropped."""
+        if not self._loans:
+            return
+        kept: list[tuple[str, int, object]] = []
+        for loan in self._loans:
+            # References: the loan tuple, and getrefcount's argument. Any more is a live view.
+            if sys.getrefcount(loan[2]) > 2:
+                kept.append(loan)
+                continue
+            mm = self._maps.get(loan[0])
+            if mm is not None:
+                self._consumed(mm, loan[0], loan[1])
+        self._loans = kept
+
+    def _consumed(self, mm: mmap.mmap, name: str, gen: int) -> None:
         struct.pack_into("<Q", mm, _CONSUMED, gen)
         if struct.unpack_from("<Q", mm, _ORPHANED)[0]:  # the encoder is gone: last reader unlinks
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self._dir, name))
-            self._maps.pop(name).close()
-        payload = data[at + 16 * n :]
-        if n_big:
-            return _BytesUnpickler(payload, copies, big).load()
-        return pickle.loads(payload, buffers=copies)
+            if not any(loan[0] == name for loan in self._loans if loan[1] != gen):
+                with contextlib.suppress(BufferError):
+                    self._maps.pop(name).close()
 
     def _mapping(self, name: str, size: int) -> mmap.mmap:
         mm = self._maps.get(name)
         if mm is None or len(mm) < size:  # new, or grown by the encoder since we mapped it
             if mm is not None:
-                mm.close()
+                with contextlib.suppress(BufferError):  # still lent out: dropped when returned
+                    mm.close()
             mm = self._maps[name] = _map(os.path.join(self._dir, name), 0, create=False)
         return mm
 
@@ -269,8 +319,10 @@ class Decoder:
 
     def close(self) -> None:
         """Unmaps every segment (their files belong to the encoders and ``cleanup``)."""
+        self._loans.clear()
         for mm in self._maps.values():
-            mm.close()
+            with contextlib.suppress(BufferError):  # views a stage still holds keep it mapped
+                mm.close()
         self._maps.clear()
 
 

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+import numpy as np
 import psutil
 import pytest
 
@@ -182,3 +183,27 @@ def test_unknown_backend_is_refused() -> None:
     """A misspelled backend is a ValueError naming the choices."""
     with pytest.raises(ValueError, match="backend must be one of"):
         source([1]).run(backend=cast("Literal['inline']", "inlined"))
+
+
+class Hoarder:
+    """Keeps every array it sees and checks them all at the end: a kept input must never change
+    under the stage (its shared memory is not reused while the stage holds it)."""
+
+    def __init__(self) -> None:
+        self.kept: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+
+    def __call__(self, a: np.ndarray[Any, np.dtype[np.float64]]) -> float:
+        self.kept.append(a)
+        for i, old in enumerate(self.kept):
+            assert float(old[0]) == float(old[-1]) == float(i), f"array {i} was overwritten"
+        return float(a[0])
+
+
+def same_array(a: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    return a
+
+
+def test_a_stage_may_keep_its_input_arrays() -> None:
+    arrays = (np.full(300_000, float(i)) for i in range(30))
+    out = (source(arrays) >> stage(same_array) >> stage(Hoarder)()).run()
+    assert out == [float(i) for i in range(30)]

@@ -261,3 +261,45 @@ def test_cleanup_refuses_empty_prefix() -> None:
     """An empty prefix would remove every file of /dev/shm: it is refused."""
     with pytest.raises(ValueError, match="prefix"):
         cleanup("")
+
+
+def test_borrowed_buffers_are_views_until_settled(prefix: str) -> None:
+    """A borrowed message's arrays are views of the segment (writable, no copy); the segment is
+    reused only after settle() finds every view gone."""
+    enc, dec = Encoder(prefix, slots=1, wait=0.01), Decoder()
+    try:
+        got = cast(
+            "np.ndarray[Any, np.dtype[np.float64]]", dec.decode(enc.encode(array(1)), borrow=True)
+        )
+        assert not got.flags.owndata
+        got[0] = 7.0  # writable: a stage may work in place
+        dec.settle()  # `got` is alive: the segment stays lent
+        assert enc.encode(array(2))[:1] != b"S"  # the only segment is busy: sent in-band
+        assert float(got[1]) == 1.0
+        del got
+        dec.settle()
+        assert enc.encode(array(3))[:1] == b"S"  # free again
+    finally:
+        enc.close()
+        dec.close()
+
+
+def test_a_kept_view_pins_its_segment_whatever_derives_from_it(prefix: str) -> None:
+    """Views derived from a borrowed array (a cast memoryview, a slice) keep the segment lent:
+    it is never overwritten under them."""
+    enc, dec = Encoder(prefix, slots=1, wait=0.01), Decoder()
+    try:
+        got = cast(
+            "np.ndarray[Any, np.dtype[np.float64]]", dec.decode(enc.encode(array(5)), borrow=True)
+        )
+        derived = got.data.cast("B")[8:16]
+        del got
+        dec.settle()
+        assert enc.encode(array(6))[:1] != b"S"
+        assert np.frombuffer(derived, dtype=np.float64)[0] == 5.0
+        del derived
+        dec.settle()
+        assert enc.encode(array(6))[:1] == b"S"
+    finally:
+        enc.close()
+        dec.close()

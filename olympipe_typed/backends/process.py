@@ -261,11 +261,11 @@ def _caller_log_level() -> int | None:
     return None if logging is None else int(logging.getLogger().getEffectiveLevel())
 
 
-def _recv(conn: Connection, decoder: Decoder) -> Message | None:
+def _recv(conn: Connection, decoder: Decoder, *, borrow: bool = False) -> Message | None:
     data = conn.recv_bytes()
     if data == END:
         return None
-    msg = cast("Message", decoder.decode(data))
+    msg = cast("Message", decoder.decode(data, borrow=borrow))
     return msg
 
 
@@ -417,6 +417,8 @@ class _Worker:
         self.worker = worker
         self.cheapest, self.next_report = INF, 0.0
         self.cold = True  # the first message pays for cold caches and first calls: not counted
+        # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
+        self.borrow = not proc.op.stateful
         self.stats = WorkerStats(time.perf_counter(), worker)
         self.last_key: Key = (0,)
         self.control = control
@@ -435,7 +437,7 @@ class _Worker:
         open_conns = [conn for conns in self.reads for conn in conns]
         while open_conns:
             for conn in self._wait(open_conns):
-                msg = _recv(conn, self.decoder)
+                msg = _recv(conn, self.decoder, borrow=self.borrow)
                 if msg is None:
                     open_conns.remove(conn)
                     continue
@@ -476,7 +478,7 @@ class _Worker:
                     ready = list(pending)  # one pipe: a blocking read is cheapest
                     self._count_read(ready)
                 for conn in ready:
-                    msg = _recv(conn, self.decoder)
+                    msg = _recv(conn, self.decoder, borrow=self.borrow)
                     if conn in draining:
                         if msg is None:
                             del draining[conn]
@@ -509,7 +511,7 @@ class _Worker:
                 self.seq += self.step
         while draining:
             for conn in self._wait(list(draining)):
-                msg = _recv(conn, self.decoder)
+                msg = _recv(conn, self.decoder, borrow=self.borrow)
                 if msg is None:
                     del draining[conn]
                 else:
@@ -622,6 +624,7 @@ class _Worker:
         self.stats.blocked += time.perf_counter() - started
         self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
+        self.decoder.settle()  # inputs now copied on or dropped: their segments are free
 
     def _finish_early(self) -> None:
         """A limit or timeout was reached: end the stream downstream now, then drain."""
