@@ -170,10 +170,22 @@ class _Builder:
         elif isinstance(p, ApplyNode):
             node_id = self.expand(p.template, self.visit(p.parent))
         else:
-            node_id = self.add("gather", MERGE, [self.visit(q) for q in p.parents])
+            node_id = self.add("gather", MERGE, self.distinct([self.visit(q) for q in p.parents]))
         self.memo[id(p)] = node_id
         self.keep.append(p)
         return node_id
+
+    def distinct(self, parents: list[int]) -> list[int]:
+        """``parents`` with each repeat replaced by a pass-through node of its own: a flow
+        gathered with itself (``p | p``) reaches the merge twice, by two edges."""
+        seen: set[int] = set()
+        out: list[int] = []
+        for parent in parents:
+            if parent in seen:
+                parent = self.add("copy", MERGE, [parent])
+            seen.add(parent)
+            out.append(parent)
+        return out
 
     def expand(self, t: Template, parent: int) -> int:
         if isinstance(t, Leaf):

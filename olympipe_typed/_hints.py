@@ -33,7 +33,7 @@ _CO_VARARGS: Final = 0x04  # inspect.CO_VARARGS, without importing inspect
 _ITERABLES: Final = (Iterable, Iterator, typing.Generator, list, tuple, set, frozenset)
 
 
-def callable_hints(fn: Callable[..., object]) -> tuple[object, object]:
+def callable_hints(fn: Callable[..., object], *, skip_first: bool = False) -> tuple[object, object]:
     """Return (first parameter hint, return hint) of ``fn``, UNKNOWN where unannotated.
 
     String annotations (``from __future__ import annotations``) are resolved in
@@ -47,18 +47,18 @@ def callable_hints(fn: Callable[..., object]) -> tuple[object, object]:
         hints = typing.get_type_hints(target)
     except Exception:
         hints = {}
-    first = _first_parameter(target, skip_self=is_class)
+    first = _first_parameter(target, skip_self=is_class, skip_first=skip_first)
     return hints.get(first, UNKNOWN) if first else UNKNOWN, hints.get("return", UNKNOWN)
 
 
-def _first_parameter(fn: object, *, skip_self: bool) -> str | None:
+def _first_parameter(fn: object, *, skip_self: bool, skip_first: bool = False) -> str | None:
     """The name of the parameter an item arrives in, if there is one."""
     code = getattr(fn, "__code__", None)
     if type(fn) is types.FunctionType and code is not None:  # plain functions: no inspect
         names = list(code.co_varnames[: code.co_argcount])
         if code.co_flags & _CO_VARARGS:  # *args: items arrive there when nothing comes before
             names.append(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
-        if skip_self and names and names[0] == "self":
+        if (skip_first or (skip_self and names[:1] == ["self"])) and names:
             names = names[1:]
         return names[0] if names else None
     import inspect  # methods, partials, builtins, callable objects
@@ -67,7 +67,7 @@ def _first_parameter(fn: object, *, skip_self: bool) -> str | None:
         params = list(inspect.signature(cast("Any", fn)).parameters.values())
     except (TypeError, ValueError):
         return None
-    if skip_self and params and params[0].name == "self":
+    if params and (skip_first or (skip_self and params[0].name == "self")):
         params = params[1:]
     return params[0].name if params else None
 

@@ -145,9 +145,11 @@ class ClassSpec:
         cls: type,
         args: tuple[object, ...],
         kwargs: dict[str, object],
-        method: str = "__call__",
-        close_method: str | None = "close",
+        method: str | Callable[..., Any] = "__call__",
+        close_method: str | Callable[..., Any] | None = "close",
     ) -> None:
+        # A method or function is kept by name when it is the class's attribute of that name
+        # (so a subclass's override is called), else as itself, called with the instance.
         self.cls = cls
         self.args = args
         self.kwargs = kwargs
@@ -159,8 +161,30 @@ class ClassSpec:
 
     def build(self) -> tuple[Callable[[Any], Any], Callable[[], object] | None]:
         instance = self.cls(*self.args, **self.kwargs)
-        closer = getattr(instance, self.close_method, None) if self.close_method else None
-        return getattr(instance, self.method), closer
+        closer = _bind(instance, self.close_method) if self.close_method else None
+        method = _bind(instance, self.method)
+        if method is None:
+            msg = f"{self.cls.__qualname__} has no method {self.method!r}"
+            raise AttributeError(msg)
+        return method, closer
+
+
+def _bind(instance: object, method: str | Callable[..., Any]) -> Callable[..., Any] | None:
+    """``instance``'s method: by name, or a function given itself, called with the instance."""
+    if isinstance(method, str):
+        bound: Callable[..., Any] | None = getattr(instance, method, None)
+        return bound
+    import functools
+
+    return functools.partial(method, instance)
+
+
+def method_ref(cls: type, fn: Callable[..., Any]) -> str | Callable[..., Any]:
+    """How a ClassSpec refers to ``fn``: by name if it is ``cls``'s attribute of that name."""
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str) and getattr(cls, name, None) is fn:
+        return name
+    return fn
 
 
 _NO_OPTIONS: Final = Options()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
-from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of
+from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of, method_ref
 from ._stage import Batch, _Call, as_template, make_op
 from ._template import Leaf
 
@@ -266,8 +266,10 @@ class Pipeline(Generic[T_co]):
             class_constructor,
             tuple(class_args or ()),
             dict(class_kwargs or {}),
-            method=label_of(class_method),
-            close_method=label_of(close_method) if close_method is not None else None,
+            method=method_ref(class_constructor, class_method),
+            close_method=None
+            if close_method is None
+            else method_ref(class_constructor, close_method),
         )
         return self._then(_op("map", spec, Options(workers=count)))
 
@@ -320,13 +322,26 @@ class Pipeline(Generic[T_co]):
         """Print each item as it passes (with the stage's name), unchanged."""
         return self._then(Op("map", _Debug(), label="debug"))
 
+    @overload
+    def cached_task(
+        self: Pipeline[CacheEnvelope[A]],
+        task: Callable[[A], R],
+        cache_dir: str | os.PathLike[str],
+        count: int = 1,
+    ) -> Pipeline[CacheEnvelope[R]]: ...
+    @overload
     def cached_task(
         self, task: Callable[[T_co], R], cache_dir: str | os.PathLike[str], count: int = 1
+    ) -> Pipeline[CacheEnvelope[R]]: ...
+    def cached_task(
+        self, task: Callable[[Any], R], cache_dir: str | os.PathLike[str], count: int = 1
     ) -> Pipeline[CacheEnvelope[R]]:
         """Apply ``task`` once per distinct item across runs, caching results in ``cache_dir``.
 
         The key covers the function's code and the item; writes are atomic.
-        ``uncache()`` turns the envelopes back into results.
+        ``uncache()`` turns the envelopes back into results. After another cached
+        task, ``task`` gets the result inside each envelope (as olympipe does), and
+        the previous step's key stands for the item.
         """
         cached = _Cached(task, os.fspath(cache_dir))
         op = Op("map", cached, Options(workers=count), label=f"cached({label_of(task)})")
@@ -466,7 +481,12 @@ class _Cached(Generic[T, R]):
 
         import cloudpickle
 
-        key = hashlib.sha256(self.fn_hash.encode() + cloudpickle.dumps(item)).hexdigest()
+        if isinstance(item, CacheEnvelope):  # a chain of cached steps: the previous key says it
+            envelope = cast("CacheEnvelope[Any]", item)
+            identity, item = envelope.key.encode(), envelope.data
+        else:
+            identity = cloudpickle.dumps(item)
+        key = hashlib.sha256(self.fn_hash.encode() + identity).hexdigest()
         folder = os.path.join(self.cache_dir, self.fn_hash)
         path = os.path.join(folder, f"{key}.pkl")
         try:

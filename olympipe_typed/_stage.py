@@ -28,7 +28,7 @@ from typing import (
     overload,
 )
 
-from ._hints import callable_hints, element_hint, narrowed_hint
+from ._hints import UNKNOWN, callable_hints, element_hint, narrowed_hint
 from ._ops import (
     ClassSpec,
     ErrorPolicy,
@@ -239,14 +239,18 @@ def iter_outputs_template(t: Template, item: object) -> list[object]:
 
 def make_op(kind: Kind, fn: Callable[..., object] | ClassSpec, options: Options) -> Op:
     target = fn.cls if isinstance(fn, ClassSpec) else fn
-    hint_in, hint_out = callable_hints(target)
+    if isinstance(fn, ClassSpec):  # the item arrives at the method, after the instance
+        method = getattr(fn.cls, fn.method, None) if isinstance(fn.method, str) else fn.method
+        hint_in, hint_out = callable_hints(method, skip_first=True) if method else (UNKNOWN,) * 2
+    else:
+        hint_in, hint_out = callable_hints(target)
     if kind == "flat":
         hint_out = element_hint(hint_out)
     elif kind == "filter":
         hint_out = narrowed_hint(hint_out)
     label = label_of(target)
     if isinstance(fn, ClassSpec) and fn.method != "__call__":
-        label = f"{label}.{fn.method}"
+        label = f"{label}.{label_of(fn.method) if callable(fn.method) else fn.method}"
     return Op(kind, fn, options, label=label, in_hint=hint_in, out_hint=hint_out)
 
 
