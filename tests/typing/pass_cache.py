@@ -35,6 +35,8 @@ def check(cache_dir: Path) -> None:
     # The envelope is covariant: a CacheEnvelope[str] is a CacheEnvelope[object].
     assert_type(cached >> key_of, Pipeline[str])
     assert_type(source(range(3)).cached_task(expensive, cache_dir).uncache(), Pipeline[str])
+    # A cached step after a cached step gets the result inside the envelope.
+    assert_type(cached.cached_task(len, cache_dir), Pipeline[CacheEnvelope[int]])
     envelopes = cached.wait_for_result()
     assert_type(envelopes, list[CacheEnvelope[str]])
     assert_type(envelopes[0].data, str)
