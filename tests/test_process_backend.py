@@ -207,3 +207,18 @@ def test_a_stage_may_keep_its_input_arrays() -> None:
     arrays = (np.full(300_000, float(i)) for i in range(30))
     out = (source(arrays) >> stage(same_array) >> stage(Hoarder)()).run()
     assert out == [float(i) for i in range(30)]
+
+
+def pid_if_slow(x: int) -> tuple[int, int]:
+    if x % 4 == 0:
+        time.sleep(0.2)
+    return x, os.getpid()
+
+
+def test_unordered_stages_give_work_to_idle_workers() -> None:
+    """Every 4th item is slow and there are 4 workers: dealing items in turn would give them
+    all to one worker; with ordered=False each worker holds at most two messages, so they
+    spread."""
+    out = (source(range(16)) >> stage(pid_if_slow).options(workers=4, ordered=False)).run()
+    assert sorted(x for x, _ in out) == list(range(16))
+    assert len({pid for x, pid in out if x % 4 == 0}) >= 2

@@ -50,7 +50,7 @@ from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
 from .._ops import log_skipped
 from .._report import WorkerStats
-from .._transport import SHARED, Decoder, Encoder, cleanup
+from .._transport import SHARED, SHM_DIR, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,6 +74,7 @@ _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still liv
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
+_CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
 _RAMP: Final = 4  # one-item messages in flight per stage worker while stages have not said
 # what an item costs: enough for every worker to start, few enough not to flood the pipes
 
@@ -104,6 +105,7 @@ class _Plan:
         # the caller reads each output node: outputs[index] -> connections by worker
         self.outputs: list[list[Connection]] = []
         self.child_side: list[Connection] = []  # ends the caller must close after start
+        self.credit_slots: dict[tuple[int, int, int, int], int] = {}
         for node in graph.nodes:
             for child_id in node.children:
                 self._connect(node.id, child_id, ctx)
@@ -125,6 +127,8 @@ class _Plan:
                 self.writes.setdefault((parent, pw), {}).setdefault(child, []).append(s)
                 self.reads.setdefault((child, cw), {}).setdefault(parent, []).append(r)
                 self.child_side += [r, s]
+                if self.free[child] and self.workers[child] > 1:
+                    self.credit_slots[(parent, pw, child, cw)] = len(self.credit_slots)
 
 
 def _worker_count(node: Node) -> int:
@@ -136,6 +140,82 @@ def _worker_count(node: Node) -> int:
 # --- reading and writing messages ---
 
 
+class _Credits:
+    """Messages sent and done on each pipe into a worker of an ordered=False stage, in shared
+    memory: a producer gives each message to the worker with the least work queued.
+
+    Each pipe has two counters: "sent", written only by its producer, and "done", written only
+    by its consumer (one writer each: no locks; aligned 8-byte stores are atomic on x86-64).
+    """
+
+    def __init__(self, path: str, slots: dict[tuple[int, int, int, int], int]) -> None:
+        self.path = path
+        self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
+        self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
+        for (_, _, child, cw), slot in slots.items():
+            self.into.setdefault((child, cw), []).append(slot)
+        self._counts: memoryview | None = None
+
+    def __getstate__(self) -> tuple[str, dict[tuple[int, int, int, int], int]]:
+        return self.path, self.slots
+
+    def __setstate__(self, state: tuple[str, dict[tuple[int, int, int, int], int]]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    @staticmethod
+    def create(path: str, slots: dict[tuple[int, int, int, int], int]) -> _Credits | None:
+        if not slots:
+            return None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, 16 * len(slots))
+        finally:
+            os.close(fd)
+        return _Credits(path, slots)
+
+    def counts(self) -> memoryview:
+        if self._counts is None:
+            import mmap
+
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                self._counts = memoryview(mmap.mmap(fd, 16 * len(self.slots))).cast("q")
+            finally:
+                os.close(fd)
+        return self._counts
+
+    def queued(self, child: int, worker: int) -> int:
+        counts = self.counts()
+        return sum(counts[2 * s] - counts[2 * s + 1] for s in self.into[(child, worker)])
+
+    def pick(
+        self, node: int, worker: int, child: int, k: int, start: int, stop: threading.Event | None
+    ) -> int:
+        """The worker of ``child`` to send to (the least busy), counted as sent; waits while
+        they are all busy (a thread gives up when ``stop`` is set: the run is torn down)."""
+        delay = 1e-4
+        while True:
+            best, load = start % k, INF
+            for i in range(k):
+                cw = (start + i) % k
+                queued = self.queued(child, cw)
+                if queued < load:
+                    best, load = cw, queued
+                if queued == 0:
+                    break
+            if load < _CREDIT:
+                break
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-3)
+        self.counts()[2 * self.slots[(node, worker, child, best)]] += 1
+        return best
+
+    def done(self, slot: int) -> None:
+        self.counts()[2 * slot + 1] += 1
+
+
 class _Writer:
     """Sends each message to the right worker of every child (and to the caller, for outputs)."""
 
@@ -145,11 +225,17 @@ class _Writer:
         ranks: dict[int, int] | None,
         free: set[int],
         prefix: str,
+        ledger: _Credits | None = None,
+        me: tuple[int, int] = (-1, 0),
+        stop: threading.Event | None = None,
     ) -> None:
         self.encoder = Encoder(prefix)  # large buffers travel through shared memory
         self.targets = list(targets.items())
         self.ranks = ranks  # child -> this node's rank among its children (keyed graphs only)
         self.free = free  # children whose workers take any message: the idle one gets it
+        self.ledger = ledger
+        self.me = me  # (node, worker) of the writer
+        self.stop = stop  # threads: the run is being torn down
 
     def _payload(self, msg: Message, child: int, shared: bytes | None) -> bytes:
         """``msg`` encoded for one child: a message through shared memory is read once, so
@@ -166,8 +252,10 @@ class _Writer:
         shared: bytes | None = None
         for child, conns in self.targets:
             payload = shared = self._payload((seq, final, items, keys), child, shared)
-            if child in self.free and len(conns) > 1:
-                _writable(conns, seq).send_bytes(payload)
+            if child in self.free and len(conns) > 1 and self.ledger is not None:
+                node, worker = self.me
+                cw = self.ledger.pick(node, worker, child, len(conns), seq, self.stop)
+                conns[cw].send_bytes(payload)
             else:
                 conns[seq % len(conns)].send_bytes(payload)
 
@@ -201,17 +289,6 @@ def _unpicklable(stage: str, items: list[Any], where: str) -> StageError:
             msg = f"cannot pickle this item to send it {where}: {type(exc).__name__}: {exc}"
             return StageError(stage, short_repr(item), msg)
     return StageError(stage, "<unknown>", f"cannot pickle a message to send it {where}")
-
-
-def _writable(conns: list[Connection], start: int) -> Connection:
-    """The first pipe, from ``start`` on in turn, with room to write: a worker keeping up."""
-    n = len(conns)
-    ready = {c.fileno() for c in select.select([], conns, [])[1]}
-    for i in range(n):
-        conn = conns[(start + i) % n]
-        if conn.fileno() in ready:
-            return conn
-    return conns[start % n]  # pragma: no cover - select returned one of them
 
 
 class _Control:
@@ -289,6 +366,8 @@ def _worker_main(
     free_children: set[int],
     prefix: str,
     log_level: int | None,
+    ledger: _Credits | None,
+    credit_in: list[list[int | None]],
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     parent = os.getppid()
@@ -299,7 +378,7 @@ def _worker_main(
         if log_level is not None:
             _forward_logs(control, name, log_level)
     proc: Processor | None = None
-    writer = _Writer(writes, ranks, free_children, prefix)
+    writer = _Writer(writes, ranks, free_children, prefix, ledger, (node_id, worker), stop)
     decoder = Decoder()
     try:
         control.send(("started",))
@@ -308,6 +387,7 @@ def _worker_main(
         worker_ = _Worker(
             proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id
         )
+        worker_.ledger, worker_.credit_in = ledger, credit_in
         if free:
             worker_.run_free()
         else:
@@ -415,10 +495,12 @@ class _Worker:
         self.decoder = decoder
         self.node_id = node_id
         self.worker = worker
-        self.cheapest, self.next_report = INF, 0.0
+        self.busy, self.items, self.next_report = 0.0, 0, 0.0
         self.cold = True  # the first message pays for cold caches and first calls: not counted
         # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
         self.borrow = not proc.op.stateful
+        self.ledger: _Credits | None = None  # ordered=False: tell producers what is done
+        self.credit_in: list[list[int | None]] = []
         self.stats = WorkerStats(time.perf_counter(), worker)
         self.last_key: Key = (0,)
         self.control = control
@@ -435,6 +517,11 @@ class _Worker:
     def run_free(self) -> None:
         """Arrival order: process each message from whichever parent worker sent it first."""
         open_conns = [conn for conns in self.reads for conn in conns]
+        slots = {
+            conn: slot
+            for conns, row in zip(self.reads, self.credit_in, strict=True)
+            for conn, slot in zip(conns, row, strict=True)
+        }
         while open_conns:
             for conn in self._wait(open_conns):
                 msg = _recv(conn, self.decoder, borrow=self.borrow)
@@ -443,6 +530,9 @@ class _Worker:
                     continue
                 self._process([msg])
                 self._send(final=True)
+                slot = slots[conn]
+                if slot is not None and self.ledger is not None:
+                    self.ledger.done(slot)
                 self.seq += self.step
         self._end([])
 
@@ -558,18 +648,20 @@ class _Worker:
         stats.items_in += n
         stats.busy += now - started
         stats.timeline.add(started, now)
-        # What an item costs: the cheapest message's cost per item in the last moments, as
-        # time lost while the OS ran other processes only ever adds to it.
+        # What an item costs: the mean over the last moments (a few slow items among fast
+        # ones count), without the first message.
         if self.cold:
             self.cold = False
         else:
-            self.cheapest = min(self.cheapest, (now - started) / max(n, 1))
-        if now > self.next_report and self.cheapest < INF:
+            self.busy += now - started
+            self.items += max(n, 1)
+        if now > self.next_report and self.items:
             # Tell the caller what an item costs here (the feeders size messages by it),
             # and how far we are (progress).
             out = stats.items_out + len(self.out)
-            self.control.send(("cost", self.cheapest, self.worker, stats.items_in, out))
-            self.cheapest, self.next_report = INF, now + _REPORT_EVERY
+            cost = self.busy / self.items
+            self.control.send(("cost", cost, self.worker, stats.items_in, out))
+            self.busy, self.items, self.next_report = 0.0, 0, now + _REPORT_EVERY
 
     def _process_timed(self, msgs: list[Message]) -> None:
         proc = self.proc
@@ -666,13 +758,15 @@ class _Run:
         self.stop = threading.Event()  # the whole run is being torn down
         # Shared-memory segments of this run are named after it: cleanup() finds them all.
         self.prefix = f"olympipe-{os.getpid()}-{next(_RUNS)}-"
+        self.ledger = _Credits.create(f"{SHM_DIR}/{self.prefix}ledger", self.plan.credit_slots)
         self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
         # Messages that have come out of each output: the feeders' measure of what is in flight.
         self.through = [0] * len(graph.outputs)
         self.started: set[str] = set()  # stages whose workers reached their main loop
-        self.costs: dict[str, float] = {}  # seconds per item, as each stage's workers report
+        # Seconds per item, as each worker of each stage last reported (stage -> worker -> cost).
+        self.costs: dict[str, dict[int, float]] = {}
 
     def start(self) -> None:
         graph, plan = self.graph, self.plan
@@ -705,6 +799,14 @@ class _Run:
                     self._free_children(node),
                     self.prefix,
                     _caller_log_level(),
+                    self.ledger,
+                    [
+                        [
+                            plan.credit_slots.get((p, pw, node.id, w))
+                            for pw in range(plan.workers[p])
+                        ]
+                        for p in node.parents
+                    ],
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -734,7 +836,15 @@ class _Run:
             feeder = _Feeder(
                 node,
                 rank,
-                _Writer(writes, self._ranks(node), self._free_children(node), self.prefix),
+                _Writer(
+                    writes,
+                    self._ranks(node),
+                    self._free_children(node),
+                    self.prefix,
+                    self.ledger,
+                    (node.id, 0),
+                    self.source_stop[node.id],
+                ),
                 keyed=plan.keyed,
                 fixed=len(graph.sources) > 1,
                 stop=self.source_stop[node.id],
@@ -847,7 +957,8 @@ class _Run:
         report = pickle.loads(data)
         kind = report[0]
         if kind == "cost":
-            _, self.costs[name], worker, items_in, items_out = report
+            _, cost, worker, items_in, items_out = report
+            self.costs.setdefault(name, {})[worker] = cost
             if self.recorder is not None:
                 self.recorder.live(name, worker, items_in, items_out)
             return True
@@ -1005,7 +1116,7 @@ class _Feeder:
         keyed: bool,
         fixed: bool,
         stop: threading.Event,
-        costs: dict[str, float],
+        costs: dict[str, dict[int, float]],
         stages: int,
         through: list[int] | None = None,
         ramp: int = 1,
@@ -1030,6 +1141,7 @@ class _Feeder:
         self.item_bytes = 0.0  # pickled size of an item, as the last message measured it
         self.ahead = _AHEAD  # items the puller may read ahead; the sender lowers it for big items
         self.seq = 0  # messages sent
+        self.last = 1  # items in the last message sized by cost
         self.items: Iterator[Any] = iter(())
         name = node.name
         self.threads = [
@@ -1087,15 +1199,21 @@ class _Feeder:
         and at most ``_MESSAGE_BYTES`` of data.
 
         One item a message until the stages have said what an item costs, so that a
-        slow stage's workers share the first items too.
+        slow stage's workers share the first items too; then at most twice the last
+        size, so that a few cheap first items do not send the rest of the source in one
+        message before a costly item has been seen.
         """
-        slowest = max(self.costs.values(), default=None)
+        # The slowest worker's: with uneven items, a worker that met only fast ones says little.
+        slowest = max(
+            (c for workers in self.costs.values() for c in workers.values()), default=None
+        )
         if slowest is None or len(self.costs) < self.stages:
             self._ramp_up()
             return 1
         by_work = int(_MESSAGE_WORK / max(slowest, 1e-9))
         by_bytes = int(_MESSAGE_BYTES / max(self.item_bytes, 1.0))
-        return max(1, min(_MAX_BATCH, by_work, by_bytes))
+        self.last = max(1, min(_MAX_BATCH, by_work, by_bytes, 2 * self.last))
+        return self.last
 
     def _ramp_up(self) -> None:
         """Until every stage has said what an item costs, keep few one-item messages in flight
@@ -1167,7 +1285,7 @@ class _Feeder:
                 self.seq += 1
         except StageError as exc:
             self.error = exc
-        except OSError:
+        except (OSError, _Stopped):
             pass  # the run is being torn down: the caller knows why
         finally:
             with contextlib.suppress(OSError):
