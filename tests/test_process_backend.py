@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import psutil
 import pytest
+from filelog import lines, record
 
 from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
 
@@ -222,3 +223,38 @@ def test_unordered_stages_give_work_to_idle_workers() -> None:
     out = (source(range(16)) >> stage(pid_if_slow).options(workers=4, ordered=False)).run()
     assert sorted(x for x, _ in out) == list(range(16))
     assert len({pid for x, pid in out if x % 4 == 0}) >= 2
+
+
+class Stamp:
+    """Logs (stage, item, time) as each item starts; sleeps ``delay`` per item."""
+
+    def __init__(self, log: Path, stage_name: str, delay: float) -> None:
+        self.log, self.stage_name, self.delay = log, stage_name, delay
+
+    def __call__(self, x: int) -> int:
+        record(self.log, f"{self.stage_name} {x} {time.monotonic()}")
+        time.sleep(self.delay)
+        return x
+
+
+@pytest.mark.parametrize("bound", [3, None])
+def test_queue_size_bounds_the_items_waiting_for_a_stage(tmp_path: Path, bound: int | None) -> None:
+    """With queue_size=3, the fast stage before a slow one runs at most a few items ahead of
+    it (3 queued, plus the one in its hands); without it, the pipe lets it race ahead."""
+    log = tmp_path / "log"
+    fast = stage(Stamp)(log, "fast", 0.0)
+    slow = stage(Stamp)(log, "slow", 0.05).options(queue_size=bound)
+    assert (source(range(30)) >> fast >> slow).run() == list(range(30))
+    started: dict[tuple[str, int], float] = {}
+    for line in lines(log):
+        name, x, t = line.split()
+        started[name, int(x)] = float(t)
+    ahead = [
+        j
+        for j in range(6, 30)
+        if started["fast", j] < started["slow", j - 6]  # fast began j before slow began j-6
+    ]
+    if bound is None:
+        assert ahead  # the check below can fail: unbounded, the fast stage runs ahead
+    else:
+        assert ahead == []

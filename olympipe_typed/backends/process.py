@@ -106,6 +106,14 @@ class _Plan:
         self.outputs: list[list[Connection]] = []
         self.child_side: list[Connection] = []  # ends the caller must close after start
         self.credit_slots: dict[tuple[int, int, int, int], int] = {}
+        # Stages whose workers take at most this many queued items each (queue_size).
+        self.limits = {
+            n.id: n.op.options.queue_size
+            for n in graph.nodes
+            if n.op is not None and n.op.options.queue_size is not None
+        }
+        # Free stages with several workers: each message goes to the least busy one.
+        self.dealt = {n.id for n in graph.nodes if self.free[n.id] and self.workers[n.id] > 1}
         for node in graph.nodes:
             for child_id in node.children:
                 self._connect(node.id, child_id, ctx)
@@ -127,7 +135,7 @@ class _Plan:
                 self.writes.setdefault((parent, pw), {}).setdefault(child, []).append(s)
                 self.reads.setdefault((child, cw), {}).setdefault(parent, []).append(r)
                 self.child_side += [r, s]
-                if self.free[child] and self.workers[child] > 1:
+                if child in self.dealt or child in self.limits:
                     self.credit_slots[(parent, pw, child, cw)] = len(self.credit_slots)
 
 
@@ -140,38 +148,51 @@ def _worker_count(node: Node) -> int:
 # --- reading and writing messages ---
 
 
-class _Credits:
-    """Messages sent and done on each pipe into a worker of an ordered=False stage, in shared
-    memory: a producer gives each message to the worker with the least work queued.
+_SLOT: Final = 4  # counters per pipe: messages sent, messages done, items sent, items done
 
-    Each pipe has two counters: "sent", written only by its producer, and "done", written only
-    by its consumer (one writer each: no locks; aligned 8-byte stores are atomic on x86-64).
+
+class _Credits:
+    """What is queued on each pipe into the stages that deal messages to their least busy
+    worker (ordered=False) or bound their queues (queue_size), counted in shared memory.
+
+    Each pipe has counters of messages and items sent, written only by its producer, and done,
+    written only by its consumer (one writer each: no locks; aligned 8-byte stores are atomic
+    on x86-64). A producer waits while the worker it sends to has ``queue_size`` items queued
+    (any message fits an empty queue), or, dealing, while every worker has two messages.
     """
 
-    def __init__(self, path: str, slots: dict[tuple[int, int, int, int], int]) -> None:
+    def __init__(
+        self,
+        path: str,
+        slots: dict[tuple[int, int, int, int], int],
+        limits: dict[int, int],
+        dealt: set[int],
+    ) -> None:
         self.path = path
         self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
+        self.limits = limits  # consumer node -> items queued per worker, at most
+        self.dealt = dealt  # consumer nodes whose messages go to the least busy worker
         self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
         for (_, _, child, cw), slot in slots.items():
             self.into.setdefault((child, cw), []).append(slot)
         self._counts: memoryview | None = None
 
-    def __getstate__(self) -> tuple[str, dict[tuple[int, int, int, int], int]]:
-        return self.path, self.slots
+    def __getstate__(self) -> tuple[object, ...]:
+        return self.path, self.slots, self.limits, self.dealt
 
-    def __setstate__(self, state: tuple[str, dict[tuple[int, int, int, int], int]]) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
     @staticmethod
-    def create(path: str, slots: dict[tuple[int, int, int, int], int]) -> _Credits | None:
-        if not slots:
+    def create(path: str, plan: _Plan) -> _Credits | None:
+        if not plan.credit_slots:
             return None
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, 16 * len(slots))
+            os.ftruncate(fd, 8 * _SLOT * len(plan.credit_slots))
         finally:
             os.close(fd)
-        return _Credits(path, slots)
+        return _Credits(path, plan.credit_slots, plan.limits, plan.dealt)
 
     def counts(self) -> memoryview:
         if self._counts is None:
@@ -179,41 +200,69 @@ class _Credits:
 
             fd = os.open(self.path, os.O_RDWR)
             try:
-                self._counts = memoryview(mmap.mmap(fd, 16 * len(self.slots))).cast("q")
+                size = 8 * _SLOT * len(self.slots)
+                self._counts = memoryview(mmap.mmap(fd, size)).cast("q")
             finally:
                 os.close(fd)
         return self._counts
 
-    def queued(self, child: int, worker: int) -> int:
-        counts = self.counts()
-        return sum(counts[2 * s] - counts[2 * s + 1] for s in self.into[(child, worker)])
+    def queued(self, child: int, worker: int) -> tuple[int, int]:
+        """(messages, items) queued for one worker, from every producer."""
+        c = self.counts()
+        messages = items = 0
+        for s in self.into[(child, worker)]:
+            at = _SLOT * s
+            messages += c[at] - c[at + 1]
+            items += c[at + 2] - c[at + 3]
+        return messages, items
 
-    def pick(
-        self, node: int, worker: int, child: int, k: int, start: int, stop: threading.Event | None
+    def send(
+        self,
+        me: tuple[int, int],
+        child: int,
+        k: int,
+        seq: int,
+        n: int,
+        stop: threading.Event | None,
     ) -> int:
-        """The worker of ``child`` to send to (the least busy), counted as sent; waits while
-        they are all busy (a thread gives up when ``stop`` is set: the run is torn down)."""
+        """The worker of ``child`` that gets a message of ``n`` items, counted as sent: worker
+        ``seq % k`` (ordered), or the least busy one (dealt); waits until it has room."""
+        limit = self.limits.get(child)
         delay = 1e-4
         while True:
-            best, load = start % k, INF
-            for i in range(k):
-                cw = (start + i) % k
-                queued = self.queued(child, cw)
-                if queued < load:
-                    best, load = cw, queued
-                if queued == 0:
-                    break
-            if load < _CREDIT:
+            if child in self.dealt:
+                best, load = seq % k, (INF, INF)
+                for i in range(k):
+                    cw = (seq + i) % k
+                    messages, items = self.queued(child, cw)
+                    if (messages, items) < load:
+                        best, load = cw, (messages, items)
+                    if messages == 0:
+                        break
+                room = load[0] < _CREDIT
+            else:
+                best = seq % k
+                load = self.queued(child, best)
+                room = True
+            if limit is not None and load[1] and load[1] + n > limit:
+                room = False
+            if room:
                 break
             if stop is not None and stop.is_set():
                 raise _Stopped
             time.sleep(delay)
             delay = min(2 * delay, 2e-3)
-        self.counts()[2 * self.slots[(node, worker, child, best)]] += 1
+        at = _SLOT * self.slots[(*me, child, best)]
+        c = self.counts()
+        c[at] += 1
+        c[at + 2] += n
         return best
 
-    def done(self, slot: int) -> None:
-        self.counts()[2 * slot + 1] += 1
+    def done(self, slot: int, n: int) -> None:
+        at = _SLOT * slot
+        c = self.counts()
+        c[at + 1] += 1
+        c[at + 3] += n
 
 
 class _Writer:
@@ -223,7 +272,6 @@ class _Writer:
         self,
         targets: dict[int, list[Connection]],
         ranks: dict[int, int] | None,
-        free: set[int],
         prefix: str,
         ledger: _Credits | None = None,
         me: tuple[int, int] = (-1, 0),
@@ -232,7 +280,6 @@ class _Writer:
         self.encoder = Encoder(prefix)  # large buffers travel through shared memory
         self.targets = list(targets.items())
         self.ranks = ranks  # child -> this node's rank among its children (keyed graphs only)
-        self.free = free  # children whose workers take any message: the idle one gets it
         self.ledger = ledger
         self.me = me  # (node, worker) of the writer
         self.stop = stop  # threads: the run is being torn down
@@ -252,9 +299,9 @@ class _Writer:
         shared: bytes | None = None
         for child, conns in self.targets:
             payload = shared = self._payload((seq, final, items, keys), child, shared)
-            if child in self.free and len(conns) > 1 and self.ledger is not None:
-                node, worker = self.me
-                cw = self.ledger.pick(node, worker, child, len(conns), seq, self.stop)
+            ledger = self.ledger
+            if ledger is not None and (child in ledger.dealt or child in ledger.limits):
+                cw = ledger.send(self.me, child, len(conns), seq, len(items), self.stop)
                 conns[cw].send_bytes(payload)
             else:
                 conns[seq % len(conns)].send_bytes(payload)
@@ -363,7 +410,6 @@ def _worker_main(
     stop: threading.Event | None,
     node_id: int,
     free: bool,
-    free_children: set[int],
     prefix: str,
     log_level: int | None,
     ledger: _Credits | None,
@@ -378,7 +424,7 @@ def _worker_main(
         if log_level is not None:
             _forward_logs(control, name, log_level)
     proc: Processor | None = None
-    writer = _Writer(writes, ranks, free_children, prefix, ledger, (node_id, worker), stop)
+    writer = _Writer(writes, ranks, prefix, ledger, (node_id, worker), stop)
     decoder = Decoder()
     try:
         control.send(("started",))
@@ -532,7 +578,7 @@ class _Worker:
                 self._send(final=True)
                 slot = slots[conn]
                 if slot is not None and self.ledger is not None:
-                    self.ledger.done(slot)
+                    self.ledger.done(slot, len(msg[2]))
                 self.seq += self.step
         self._end([])
 
@@ -556,10 +602,17 @@ class _Worker:
         active = set(range(len(reads)))  # parents still sending numbered messages
         draining: dict[Connection, int] = {}  # pipes of finished parents, read up to END
         tails: list[Message] = []
+        slots = {
+            conn: slot
+            for conns, row in zip(reads, self.credit_in, strict=True)
+            for conn, slot in zip(conns, row, strict=True)
+            if slot is not None
+        }
         while active:
             # The one pipe of each parent that carries message number self.seq.
             pending = {reads[p][self.seq % len(reads[p])]: p for p in active}
             msgs: list[Message] = []
+            taken: list[tuple[int, int]] = []  # (ledger slot, items) of the messages read
             while pending:
                 if merging or draining or timed or stop is not None:
                     # Several pipes: read whichever is ready, so that no writer blocks on us.
@@ -586,17 +639,23 @@ class _Worker:
                                 draining[other] = parent
                         if msg is not None:
                             tails.append(msg)
-                    elif msg[1]:
-                        del pending[conn]
-                        msgs.append(msg)
-                    elif merging:  # a partial, held until the whole seq is in
-                        msgs.append(msg)
-                    else:  # a partial from upstream: pass it on at once
-                        self._process([msg])
-                        self._send(final=False)
+                    else:
+                        if conn in slots:
+                            taken.append((slots[conn], len(msg[2])))
+                        if msg[1]:
+                            del pending[conn]
+                            msgs.append(msg)
+                        elif merging:  # a partial, held until the whole seq is in
+                            msgs.append(msg)
+                        else:  # a partial from upstream: pass it on at once
+                            self._process([msg])
+                            self._send(final=False)
             if msgs:
                 self._process(msgs)
                 self._send(final=True)
+            if taken and self.ledger is not None:
+                for slot, n in taken:
+                    self.ledger.done(slot, n)
             if active:
                 self.seq += self.step
         while draining:
@@ -758,7 +817,7 @@ class _Run:
         self.stop = threading.Event()  # the whole run is being torn down
         # Shared-memory segments of this run are named after it: cleanup() finds them all.
         self.prefix = f"olympipe-{os.getpid()}-{next(_RUNS)}-"
-        self.ledger = _Credits.create(f"{SHM_DIR}/{self.prefix}ledger", self.plan.credit_slots)
+        self.ledger = _Credits.create(f"{SHM_DIR}/{self.prefix}ledger", self.plan)
         self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
@@ -796,7 +855,6 @@ class _Run:
                     stop,
                     node.id,
                     plan.free[node.id],
-                    self._free_children(node),
                     self.prefix,
                     _caller_log_level(),
                     self.ledger,
@@ -839,7 +897,6 @@ class _Run:
                 _Writer(
                     writes,
                     self._ranks(node),
-                    self._free_children(node),
                     self.prefix,
                     self.ledger,
                     (node.id, 0),
@@ -856,9 +913,6 @@ class _Run:
             feeder.receivers = [graph.nodes[c].name for c in node.children]
             self.feeders.append(feeder)
             feeder.start()
-
-    def _free_children(self, node: Node) -> set[int]:
-        return {c for c in node.children if self.plan.free[c]}
 
     def _ranks(self, node: Node) -> dict[int, int] | None:
         if not self.plan.keyed or len(node.children) < 2:
