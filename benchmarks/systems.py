@@ -15,7 +15,18 @@ from .workloads import ARRAY_BYTES, Workload
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-SYSTEMS = ("loop", "handwritten", "pool", "olympipe", "pypeln", "mpipe", "olympipe_typed")
+SYSTEMS = (
+    "loop",
+    "handwritten",
+    "pool",
+    "olympipe",
+    "pypeln",
+    "mpipe",
+    "olympipe_typed",
+    "olympipe_typed_ray",
+)
+# The Ray column: olympipe_typed with backend="ray" on a local Ray (see run.py's ``child_command``).
+RAY = "olympipe_typed_ray"
 
 OtBackend = Literal["process", "thread", "inline", "ray"]
 _OT_BACKENDS: tuple[OtBackend, ...] = ("process", "thread", "inline", "ray")
@@ -126,6 +137,15 @@ def run_mpipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 
 def run_olympipe_typed(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """olympipe_typed: ``(source(data) >> stage(f) >> ...).run()``, ``.stream()`` when streaming."""
+    return _olympipe_typed(w, items, ot_backend())
+
+
+def run_olympipe_typed_ray(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """olympipe_typed on Ray: the same pipeline, ``backend="ray"``."""
+    return _olympipe_typed(w, items, "ray")
+
+
+def _olympipe_typed(w: Workload, items: Iterator[Any], backend: OtBackend) -> Iterable[Any]:
     from olympipe_typed import Pipeline, Stage, source, stage
 
     p: Pipeline[Any] = source(items)
@@ -134,7 +154,6 @@ def run_olympipe_typed(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
         if s.workers > 1:
             st = st.options(workers=s.workers)
         p = p >> st
-    backend = ot_backend()
     return p.stream(backend=backend) if w.stream else p.run(backend=backend)
 
 
@@ -146,6 +165,7 @@ RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
     "pypeln": run_pypeln,
     "mpipe": run_mpipe,
     "olympipe_typed": run_olympipe_typed,
+    RAY: run_olympipe_typed_ray,
 }
 
 #: Modules each system imports, loaded before the clock starts and before the base RSS is read.
@@ -157,6 +177,7 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     "pypeln": ("pypeln",),
     "mpipe": ("mpipe",),
     "olympipe_typed": ("olympipe_typed",),
+    RAY: ("olympipe_typed", "ray"),
 }
 
 #: How each system is used here, printed under the tables.
@@ -172,4 +193,7 @@ NOTES: dict[str, str] = {
     "mpipe": "mpipe==1.0.8, OrderedStage chain, put/get with a bounded window in flight",
     "olympipe_typed": "this library: source(data) >> stage(f) ..., .run() "
     "(.stream() for arrays and memory), .options(workers=2) for the unbalanced stage",
+    RAY: "this library with backend='ray': each stage worker a Ray actor, on a local Ray "
+    "(all cores, no dashboard) started before the clock, as a running cluster would be; the "
+    "actors start inside the clock; start-up: a script that starts Ray itself",
 }

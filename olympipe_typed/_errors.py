@@ -63,6 +63,8 @@ class WorkerDied(PipelineError):
             hint = (
                 " (SIGKILL: often the kernel's out-of-memory killer)" if self.exitcode == -9 else ""
             )
+        elif self.exitcode is None:  # the platform did not say (a Ray actor, say)
+            how, hint = "died", ""
         else:
             how, hint = f"exited with code {self.exitcode}", ""
         more = f": {self.hint}" if self.hint else ""

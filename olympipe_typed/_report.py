@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO, final
 
 if TYPE_CHECKING:
     import os
@@ -108,6 +108,7 @@ class WorkerStats:
             setattr(self, k, v)
 
 
+@final
 class StageReport:
     """One stage's numbers over a run (its workers summed)."""
 
@@ -169,6 +170,7 @@ class StageReport:
         )
 
 
+@final
 class RunReport:
     """What a run did: per stage, items in/out, busy/waiting/blocked time, and the bottleneck.
 

@@ -43,7 +43,7 @@ def execute(
     if backend == "ray":
         from .backends import ray
 
-        return ray.execute(graph, check_types=check_types)
+        return ray.execute(graph, check_types=check_types, recorder=recorder)
     msg = f"backend must be one of 'process', 'thread', 'inline', 'ray' (got {backend!r})"
     raise ValueError(msg)
 

@@ -1,43 +1,96 @@
-"""Shared fixtures: the backends every conformance test runs on, and the leak check."""
+"""Shared fixtures: the backends every conformance test runs on, a local Ray, and the leak check."""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 import pytest
+from processes import workers
 
 from olympipe_typed import Pipeline, run_all
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from types import FunctionType
+    from collections.abc import Callable, Iterator
+    from types import FunctionType, ModuleType
 
     from olympipe_typed._pipeline import Backend
 
 # The backends that must give the inline backend's results.
-BACKENDS = ["inline", "thread", "process"]
+BACKENDS = ["inline", "thread", "process", "ray"]
+
+# Conformance tests about what Ray does not tell or does differently, with the reason.
+RAY_DIFFERENCES = {
+    "test_worker_died_names_stage_and_exit_code": "Ray reports no exit code for an actor's process",
+    "test_worker_died_names_signal": "Ray reports no signal for an actor's process",
+    "test_pipeline_debug_prints_items_unchanged": "Ray forwards an actor's stdout later, if at all",
+}
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each backend in turn."""
+    """Each backend in turn; "ray" on the session's local Ray."""
     name: Backend = request.param
+    if name == "ray":
+        reason = RAY_DIFFERENCES.get(request.function.__name__)
+        if reason is not None:
+            pytest.skip(reason)
+        request.getfixturevalue("ray_local")
     return name
 
 
-# multiprocessing's own helpers live as long as the test session, by design.
-_INFRASTRUCTURE = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    """Ray, started once for the session (a few seconds) when a test needs it, then stopped."""
+    ray: Any = pytest.importorskip("ray")
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()
 
 
-def _is_infrastructure(proc: psutil.Process) -> bool:
-    try:
-        cmdline = " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-    return any(name in cmdline for name in _INFRASTRUCTURE)
+@pytest.fixture
+def ray_local(ray_session: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A local Ray for backend="ray" to join: 2 CPUs, no dashboard; again after a test that
+    ran its own cluster. Fails the test if a stage actor is still alive after it.
+
+    The conformance modules' stages travel by value (test_ray's own, by reference): an actor
+    then need not import the test module, and pytest with it (~0.2 s of CPU per actor).
+    """
+    if not ray_session.is_initialized():
+        ray_session.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    module: ModuleType = request.node.module
+    if module.__name__ != "test_ray":
+        ray_session.cloudpickle.register_pickle_by_value(module)
+    yield ray_session
+    left = _stage_actors(wait=5.0)
+    assert not left, f"stage actors left alive: {left}"
+
+
+@pytest.fixture
+def stage_actors() -> Callable[..., list[int]]:
+    """The function that lists the stage actors' pids (``wait=`` seconds for them to go)."""
+    return _stage_actors
+
+
+def _stage_actors(wait: float = 0.0) -> list[int]:
+    """Pids of this session's stage actors ("ray::OlympipeStage", under our Ray's raylets),
+    after waiting up to ``wait`` seconds for them to go. An actor may run in a worker that
+    Ray started before the test, so no_child_left alone would not see it stay."""
+    deadline = time.monotonic() + wait
+    while True:
+        found: list[int] = []
+        for proc in psutil.Process(os.getpid()).children(recursive=True):
+            try:
+                title = proc.cmdline()[:1]
+            except psutil.Error:
+                continue
+            if title and title[0].startswith("ray::OlympipeStage"):
+                found.append(proc.pid)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -54,8 +107,7 @@ def default_backend(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backen
 
 
 def _children() -> set[int]:
-    kids = psutil.Process(os.getpid()).children(recursive=True)
-    return {p.pid for p in kids if not _is_infrastructure(p)}
+    return {p.pid for p in workers()}
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+from processes import workers
 
 from olympipe_typed import Pipeline, StageError, source, stage
 
@@ -121,20 +122,6 @@ def _inc(x: int) -> int:
     return x + 1
 
 
-def _workers() -> list[psutil.Process]:
-    """This process's children, but multiprocessing's forkserver and resource tracker (which
-    live as long as the test session, by design)."""
-    found: list[psutil.Process] = []
-    for child in psutil.Process().children():
-        try:
-            cmdline = " ".join(child.cmdline())
-        except psutil.Error:
-            cmdline = ""
-        if "forkserver" not in cmdline and "resource_tracker" not in cmdline:
-            found.append(child)
-    return found
-
-
 @pytest.mark.parametrize("backend", ["process", "thread"])
 def test_many_runs_leak_nothing(backend: Backend) -> None:
     """A hundred runs, streams left early and limits: no process, fd or thread is left over."""
@@ -151,7 +138,7 @@ def test_many_runs_leak_nothing(backend: Backend) -> None:
     while threading.active_count() > threads and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= threads
-    assert _workers() == []
+    assert workers() == []
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"olympipe-{os.getpid()}-")] == []
 
 
@@ -165,7 +152,7 @@ def test_exception_in_the_callers_loop_shuts_the_pipeline_down() -> None:
 
     with pytest.raises(ZeroDivisionError):
         consume()
-    assert _workers() == []
+    assert workers() == []
 
 
 def _same(x: object) -> object:

@@ -40,8 +40,12 @@ def slow_middle() -> Pipeline[str]:
     return source(range(N)) >> prepare >> crunch >> label
 
 
-@pytest.mark.parametrize("backend", LOCAL)
-def test_the_slow_stage_is_named_the_bottleneck(backend: Local) -> None:
+@pytest.mark.parametrize("backend", [*LOCAL, "ray"])
+def test_the_slow_stage_is_named_the_bottleneck(
+    backend: Local | Literal["ray"], request: pytest.FixtureRequest
+) -> None:
+    if backend == "ray":
+        request.getfixturevalue("ray_local")
     assert slow_middle().last_report is None
     p = slow_middle()
     assert p.run(backend=backend) == [f"#{(x + 1) * 2}" for x in range(N)]
@@ -55,11 +59,12 @@ def test_the_slow_stage_is_named_the_bottleneck(backend: Local) -> None:
     assert report.bottleneck is slow
     assert slow.busy >= N * SLOW * 0.9
     assert slow.busy <= report.wall
-    assert slow.utilization > 0.7
     assert report.stage("prepare").utilization < 0.3
     assert report.stage("label").utilization < 0.3
-    assert report.hint.startswith("crunch was busy ")
-    assert "give it more workers (workers=2 or more)" in report.hint
+    if backend != "ray":  # on Ray, a run this short spends half its time between calls
+        assert slow.utilization > 0.7
+        assert report.hint.startswith("crunch was busy ")
+        assert "give it more workers (workers=2 or more)" in report.hint
     text = str(report)
     assert text.splitlines()[0].startswith(f"run report: {report.wall:.2f} s on backend")
     for name in ("prepare", "crunch", "label"):
