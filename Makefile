@@ -35,7 +35,7 @@ demo: $(STAMP)
 
 BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,demo,bench]' --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --no-deps olympipe==2.2.0
 	$(PY) -m compileall -q olympipe_typed benchmarks
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
