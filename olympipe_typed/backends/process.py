@@ -1207,8 +1207,7 @@ class _Feeder:
             )
 
     def start(self) -> None:
-        for t in self.threads:
-            t.start()
+        self.threads[0].start()  # the sender starts the puller: the caller waits for one start
 
     def join(self, timeout: float) -> None:
         """Wait for the sender, and briefly for the puller: it may be stuck inside a stalled
@@ -1217,7 +1216,8 @@ class _Feeder:
             self.cond.notify_all()
         self.threads[0].join(timeout)
         for puller in self.threads[1:]:
-            puller.join(min(timeout, _STOP_POLL))
+            if puller.ident is not None:  # started (by the sender)
+                puller.join(min(timeout, _STOP_POLL))
 
     def _pull(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
@@ -1312,6 +1312,8 @@ class _Feeder:
     def _send(self) -> None:
         stop = self.stop
         index = 0
+        for puller in self.threads[1:]:
+            puller.start()
         try:
             if self.container:
                 assert self.node.source is not None
