@@ -78,6 +78,7 @@ class WorkerStats:
     __slots__ = (
         "blocked",
         "busy",
+        "cpu",
         "ended",
         "items_in",
         "items_out",
@@ -93,6 +94,7 @@ class WorkerStats:
         self.started = now
         self.ended = now
         self.busy = 0.0
+        self.cpu = 0.0  # CPU seconds of the busy time (less: waiting for I/O, or for a core)
         self.blocked = 0.0
         self.items_in = 0
         self.items_out = 0
@@ -115,6 +117,7 @@ class StageReport:
     __slots__ = (
         "blocked",
         "busy",
+        "cpu",
         "items_in",
         "items_out",
         "name",
@@ -137,6 +140,7 @@ class StageReport:
         queue_fill: float | None,
         skipped: int = 0,
         timeline: Sequence[float] = (),
+        cpu: float = 0.0,
     ) -> None:
         self.name = name
         #: How many workers ran the stage.
@@ -145,6 +149,9 @@ class StageReport:
         self.items_out = items_out
         #: Seconds the workers spent running the stage's code (summed over workers).
         self.busy = busy
+        #: CPU seconds the workers used while busy (busy time also counts waiting for I/O, and
+        #: for a CPU when there are more workers than CPUs).
+        self.cpu = cpu
         #: Seconds the workers spent waiting for input.
         self.waiting = waiting
         #: Seconds the workers spent handing outputs on (pickling, or the next queue full).
@@ -223,21 +230,34 @@ class RunReport:
         if slow is None:
             return "no stage did any work"
         share = f"{slow.name} was busy {slow.utilization:.0%} of the time"
+        cpu = sum(s.cpu for s in self.stages)
+        if self.cores and self.wall > 0 and cpu / self.wall > _BUSY * self.cores:
+            heavy = max(self.stages, key=lambda s: s.cpu)
+            return (
+                f"the stages kept all {self.cores} CPUs busy ({cpu / self.wall:.1f} of "
+                f"{self.cores}; {heavy.name} used the most): more workers will not help on this "
+                "machine, a faster stage or more machines will"
+            )
         if slow.utilization < _BUSY:
             return (
                 f"no stage was busy most of the time ({share}): the source, or the code "
                 "consuming the results, set the pace"
             )
-        busy = sum(s.busy for s in self.stages)
-        if self.cores and self.wall > 0 and busy / self.wall > 0.9 * self.cores:
-            return (
-                f"{share}, and all {self.cores} CPUs were busy: more workers will not help "
-                "on this machine (a faster stage, or more machines, will)"
-            )
         return f"{share}; give it more workers (workers={slow.workers + 1} or more)"
 
     def __str__(self) -> str:
-        head = ("stage", "workers", "in", "out", "busy s", "wait s", "blocked s", "util", "items/s")
+        head = (
+            "stage",
+            "workers",
+            "in",
+            "out",
+            "busy s",
+            "cpu s",
+            "wait s",
+            "blocked s",
+            "util",
+            "items/s",
+        )
         rows: list[tuple[str, ...]] = [head]
         for s in self.stages:
             rate = s.items_out / self.wall if self.wall > 0 else 0.0
@@ -248,6 +268,7 @@ class RunReport:
                     str(s.items_in),
                     str(s.items_out),
                     f"{s.busy:.2f}",
+                    f"{s.cpu:.2f}",
                     f"{s.waiting:.2f}",
                     f"{s.blocked:.2f}",
                     f"{s.utilization:.0%}",
@@ -319,6 +340,7 @@ class RunReport:
                     "items_in": s.items_in,
                     "items_out": s.items_out,
                     "busy": s.busy,
+                    "cpu": s.cpu,
                     "waiting": s.waiting,
                     "blocked": s.blocked,
                     "utilization": s.utilization,
@@ -390,6 +412,7 @@ class Recorder:
         self, name: str, stats: list[WorkerStats], wall: float, bucket: float, count: int
     ) -> StageReport:
         busy = sum(w.busy for w in stats)
+        cpu = sum(w.cpu for w in stats)
         blocked = sum(w.blocked for w in stats)
         alive = sum(max(0.0, w.ended - w.started) for w in stats)
         waiting = max(0.0, alive - busy - blocked)
@@ -418,6 +441,7 @@ class Recorder:
             fill,
             self.skipped.get(name, 0),
             timeline,
+            cpu,
         )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from olympipe_typed import Pipeline, RunReport, StageError, source, stage
+from olympipe_typed import Pipeline, RunReport, StageError, StageReport, source, stage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -299,3 +299,34 @@ def test_worker_logs_follow_the_callers_level(caplog: pytest.LogCaptureFixture) 
     assert [r.getMessage() for r in caplog.records if r.name == "olympipe_tests.chatty"] == [
         "failed on 2"
     ]
+
+
+def test_cpu_time_is_told_apart_from_waiting_in_a_stage() -> None:
+    """A sleeping stage is busy but uses no CPU; a computing one uses CPU."""
+
+    def spin(x: int) -> int:
+        deadline = time.thread_time() + 0.005
+        while time.thread_time() < deadline:
+            pass
+        return x
+
+    p = source(range(N)) >> crunch >> stage(spin).options(name="spin")
+    p.run()
+    report = p.last_report
+    assert report is not None
+    sleepy, busy = report.stage("crunch"), report.stage("spin")
+    assert sleepy.cpu < 0.2 * sleepy.busy
+    assert busy.cpu >= N * 0.005 * 0.9
+
+
+def test_all_cpus_busy_is_said_before_anything_else() -> None:
+    """When the stages' CPU time fills every core, more workers cannot help: the hint says so,
+    even if no single stage was busy most of the time."""
+    stages = [
+        StageReport("a", 2, 10, 10, busy=1.0, waiting=1.0, blocked=0.0, queue_fill=None, cpu=0.9),
+        StageReport("b", 2, 10, 10, busy=1.2, waiting=0.8, blocked=0.0, queue_fill=None, cpu=1.0),
+    ]
+    report = RunReport("process", 1.0, stages, cores=2)
+    assert report.hint.startswith("the stages kept all 2 CPUs busy (1.9 of 2; b used the most)")
+    idle = RunReport("process", 10.0, stages, cores=2)
+    assert idle.hint.startswith("no stage was busy most of the time")

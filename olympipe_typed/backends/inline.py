@@ -32,12 +32,13 @@ def execute(
     ready: deque[tuple[int, object]] = deque()
     procs: dict[int, Processor] = {}
     stats: dict[int, WorkerStats] = {}
+    nested: dict[int, float] = {}  # by id(stats): CPU time a node spent in its children
     try:
         for node in graph.nodes:
             if node.op is not None:
                 procs[node.id] = node.op.open(node.name, check_types=check_types)
                 stats[node.id] = WorkerStats(time.perf_counter())
-        emitters = _emitters(graph, procs, ready, stats)
+        emitters = _emitters(graph, procs, ready, stats, nested)
         timed = [(k, p) for k, p in procs.items() if p.op.seconds is not None]
         sinks = graph.sinks_of()
         limited = any(p.op.kind in ("limit", "timeout") for p in procs.values())
@@ -75,9 +76,9 @@ def execute(
                     yield index, [item]
     except BaseException:
         _close_all(procs, quiet=True)
-        _record(graph, stats, procs, recorder)
+        _record(graph, stats, procs, recorder, nested)
         raise
-    _record(graph, stats, procs, recorder)
+    _record(graph, stats, procs, recorder, nested)
     _close_all(procs, quiet=False)
 
 
@@ -86,6 +87,7 @@ def _record(
     stats: dict[int, WorkerStats],
     procs: dict[int, Processor],
     recorder: Recorder | None,
+    nested: dict[int, float],
 ) -> None:
     """Hand each node's numbers to the report. Time in a node's children was counted in
     the node too (they run inside its emit): it is taken out here."""
@@ -95,6 +97,7 @@ def _record(
     for node_id, st in stats.items():
         st.ended = end
         st.busy = max(0.0, st.busy - st.blocked)  # blocked held the time spent in children
+        st.cpu = max(0.0, st.cpu - nested.get(id(st), 0.0))
         st.blocked = 0.0
         recorder.stats(graph.nodes[node_id].name, st)
         if procs[node_id].skipped:
@@ -106,6 +109,7 @@ def _emitters(
     procs: dict[int, Processor],
     ready: deque[tuple[int, object]],
     stats: dict[int, WorkerStats],
+    nested: dict[int, float],
 ) -> dict[int, Emit]:
     """For each node, the function its processor calls with each output."""
     sinks = graph.sinks_of()
@@ -114,7 +118,7 @@ def _emitters(
     for node in reversed(graph.nodes):
         outs = sinks.get(node.id, [])
         kids = [(procs[c], emitters[c], stats[c]) for c in node.children]
-        emitters[node.id] = _emitter(outs, kids, ready, stats.get(node.id))
+        emitters[node.id] = _emitter(outs, kids, ready, stats.get(node.id), nested)
     return emitters
 
 
@@ -123,8 +127,9 @@ def _emitter(
     kids: list[tuple[Processor, Emit, WorkerStats]],
     ready: deque[tuple[int, object]],
     mine: WorkerStats | None,
+    nested: dict[int, float],
 ) -> Emit:
-    clock = time.perf_counter
+    clock, cpu_clock = time.perf_counter, time.thread_time
 
     def emit(item: object) -> None:
         if mine is not None:
@@ -134,13 +139,16 @@ def _emitter(
         for proc, kid_emit, st in kids:
             if not proc.exhausted:
                 st.items_in += 1
-                start = clock()
+                start, cpu = clock(), cpu_clock()
                 proc.process(item, kid_emit)
                 end = clock()
                 st.busy += end - start
+                spent = cpu_clock() - cpu
+                st.cpu += spent
                 st.timeline.add(start, end)
-                if mine is not None:
-                    mine.blocked += end - start  # the parent's time spent in its children
+                if mine is not None:  # the parent's time spent in its children
+                    mine.blocked += end - start
+                    nested[id(mine)] = nested.get(id(mine), 0.0) + spent
 
     return emit
 

@@ -699,10 +699,11 @@ class _Worker:
         return ready
 
     def _process(self, msgs: list[Message]) -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         self._process_timed(msgs)
         now = time.perf_counter()
         stats = self.stats
+        stats.cpu += time.thread_time() - cpu
         n = sum(len(m[2]) for m in msgs)
         stats.items_in += n
         stats.busy += now - started

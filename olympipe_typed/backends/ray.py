@@ -206,7 +206,7 @@ class OlympipeStage:
             raise self.failure
         proc = self.proc
         assert proc is not None
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         out: list[Any] = []
         keys: list[Key] | None = [] if self.spec.keyed else None
         try:
@@ -223,6 +223,7 @@ class OlympipeStage:
         if not stats.busy:  # the clock starts with the first message, not the actor's start
             stats.started = started
         stats.busy += ended - started
+        stats.cpu += time.thread_time() - cpu
         stats.timeline.add(started, ended)
         stats.items_in += sum(len(msg.items) for msg in inputs)
         stats.items_out += len(out)
