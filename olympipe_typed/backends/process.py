@@ -1223,19 +1223,20 @@ class _Feeder:
     def _pull(self) -> None:
         pending, cond, stop = self.pending, self.cond, self.stop
         assert self.node.source is not None
+        append, full, ahead = pending.append, _MAX_BATCH, self.ahead  # locals: once per item
         try:
             for item in self.node.source.open():
-                pending.append(item)
+                append(item)
                 n = len(pending)
-                if n == 1 or n == _MAX_BATCH:  # wake the sender: first item, or a full message
-                    if stop.is_set():  # checked here and below, not once per item
+                # Wake the sender (first item, a full message), or wait for room.
+                if n == 1 or n == full or n >= ahead:
+                    if stop.is_set():  # checked here, not once per item
                         break
                     with cond:
                         cond.notify()
-                if n >= self.ahead:  # an attribute, not a call: this runs once per item
-                    with cond:
                         while len(pending) >= self.ahead and not stop.is_set():
                             cond.wait(_STOP_POLL)
+                    ahead = self.ahead
                     if stop.is_set():
                         break
         except BaseException as exc:
