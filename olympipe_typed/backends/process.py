@@ -66,7 +66,7 @@ _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
-_AHEAD: Final = 2 * _MAX_BATCH  # items read from the source ahead of what was sent, at most
+_AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent, at most
 _AHEAD_BYTES: Final = 8 * 2**20  # ... and bytes (big items: a few of them)
 _MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
@@ -1234,8 +1234,9 @@ class _Feeder:
                         break
                     with cond:
                         cond.notify()
-                        while len(pending) >= self.ahead and not stop.is_set():
-                            cond.wait(_STOP_POLL)
+                        if n >= ahead:  # full: wait until the sender has taken half
+                            while len(pending) > self.ahead // 2 and not stop.is_set():
+                                cond.wait(_STOP_POLL)
                     ahead = self.ahead
                     if stop.is_set():
                         break
@@ -1302,8 +1303,9 @@ class _Feeder:
                 cond.wait(left)
         items = pending[:size]
         del pending[: len(items)]
-        with cond:
-            cond.notify_all()  # room again for the puller
+        if len(pending) <= self.ahead // 2:  # room again for the puller (half: fewer wake-ups)
+            with cond:
+                cond.notify_all()
         return items
 
     def _failed(self, exc: BaseException) -> None:
