@@ -433,7 +433,7 @@ def _worker_main(
         worker_ = _Worker(
             proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id
         )
-        worker_.ledger, worker_.credit_in = ledger, credit_in
+        worker_.count_done(ledger, credit_in)
         if free:
             worker_.run_free()
         else:
@@ -545,8 +545,8 @@ class _Worker:
         self.cold = True  # the first message pays for cold caches and first calls: not counted
         # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
         self.borrow = not proc.op.stateful
-        self.ledger: _Credits | None = None  # ordered=False: tell producers what is done
-        self.credit_in: list[list[int | None]] = []
+        self.ledger: _Credits | None = None  # where to tell producers what is done
+        self.slots: dict[Connection, int] = {}  # the ledger's slot of each counted input pipe
         self.stats = WorkerStats(time.perf_counter(), worker)
         self.last_key: Key = (0,)
         self.control = control
@@ -560,14 +560,25 @@ class _Worker:
         self.out_keys: list[Key] = []
         self.ended = False  # sent END early (limit reached, timeout)
 
+    def count_done(self, ledger: _Credits | None, slots: list[list[int | None]]) -> None:
+        """Count the messages done from the input pipes that have a slot in ``ledger``
+        (``slots`` by parent and parent worker, as ``reads``)."""
+        self.ledger = ledger
+        self.slots = {
+            conn: slot
+            for conns, row in zip(self.reads, slots, strict=True)
+            for conn, slot in zip(conns, row, strict=True)
+            if slot is not None
+        }
+
+    def _done(self, conn: Connection, items: int) -> None:
+        slot = self.slots.get(conn)
+        if slot is not None and self.ledger is not None:
+            self.ledger.done(slot, items)
+
     def run_free(self) -> None:
         """Arrival order: process each message from whichever parent worker sent it first."""
         open_conns = [conn for conns in self.reads for conn in conns]
-        slots = {
-            conn: slot
-            for conns, row in zip(self.reads, self.credit_in, strict=True)
-            for conn, slot in zip(conns, row, strict=True)
-        }
         while open_conns:
             for conn in self._wait(open_conns):
                 msg = _recv(conn, self.decoder, borrow=self.borrow)
@@ -576,9 +587,7 @@ class _Worker:
                     continue
                 self._process([msg])
                 self._send(final=True)
-                slot = slots[conn]
-                if slot is not None and self.ledger is not None:
-                    self.ledger.done(slot, len(msg[2]))
+                self._done(conn, len(msg[2]))
                 self.seq += self.step
         self._end([])
 
@@ -602,17 +611,11 @@ class _Worker:
         active = set(range(len(reads)))  # parents still sending numbered messages
         draining: dict[Connection, int] = {}  # pipes of finished parents, read up to END
         tails: list[Message] = []
-        slots = {
-            conn: slot
-            for conns, row in zip(reads, self.credit_in, strict=True)
-            for conn, slot in zip(conns, row, strict=True)
-            if slot is not None
-        }
         while active:
             # The one pipe of each parent that carries message number self.seq.
             pending = {reads[p][self.seq % len(reads[p])]: p for p in active}
             msgs: list[Message] = []
-            taken: list[tuple[int, int]] = []  # (ledger slot, items) of the messages read
+            taken: list[tuple[Connection, int]] = []  # (pipe, items) of the messages read
             while pending:
                 if merging or draining or timed or stop is not None:
                     # Several pipes: read whichever is ready, so that no writer blocks on us.
@@ -640,8 +643,7 @@ class _Worker:
                         if msg is not None:
                             tails.append(msg)
                     else:
-                        if conn in slots:
-                            taken.append((slots[conn], len(msg[2])))
+                        taken.append((conn, len(msg[2])))
                         if msg[1]:
                             del pending[conn]
                             msgs.append(msg)
@@ -653,9 +655,8 @@ class _Worker:
             if msgs:
                 self._process(msgs)
                 self._send(final=True)
-            if taken and self.ledger is not None:
-                for slot, n in taken:
-                    self.ledger.done(slot, n)
+            for conn, n in taken:
+                self._done(conn, n)
             if active:
                 self.seq += self.step
         while draining:
