@@ -542,6 +542,9 @@ class _Worker:
         self.node_id = node_id
         self.worker = worker
         self.busy, self.items, self.next_report = 0.0, 0, 0.0
+        # Reports come quickly at first (what the first, tiny messages say about an item's
+        # cost is rough), then every _REPORT_EVERY.
+        self.report_every = _REPORT_EVERY / 16
         self.cold = True  # the first message pays for cold caches and first calls: not counted
         # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
         self.borrow = not proc.op.stateful
@@ -722,7 +725,8 @@ class _Worker:
             out = stats.items_out + len(self.out)
             cost = self.busy / self.items
             self.control.send(("cost", cost, self.worker, stats.items_in, out))
-            self.busy, self.items, self.next_report = 0.0, 0, now + _REPORT_EVERY
+            self.busy, self.items, self.next_report = 0.0, 0, now + self.report_every
+            self.report_every = min(2 * self.report_every, _REPORT_EVERY)
 
     def _process_timed(self, msgs: list[Message]) -> None:
         proc = self.proc
