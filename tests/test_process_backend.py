@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -258,3 +259,45 @@ def test_queue_size_bounds_the_items_waiting_for_a_stage(tmp_path: Path, bound: 
         assert ahead  # the check below can fail: unbounded, the fast stage runs ahead
     else:
         assert ahead == []
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_slow_source_items_are_not_held_back(backend: Literal["process", "thread"]) -> None:
+    """A source yielding an item every 30 ms: each output arrives well before the next item
+    (a message is never held back waiting to fill)."""
+    produced: dict[int, float] = {}
+
+    def slow() -> Iterator[int]:
+        for i in range(15):
+            time.sleep(0.03)
+            produced[i] = time.monotonic()
+            yield i
+
+    delays: list[float] = []
+    for x in (source(slow()) >> double).stream(backend=backend):
+        delays.append(time.monotonic() - produced[x // 2])
+    assert len(delays) == 15
+    # Generous for a loaded machine; a held-back message would wait for the whole source.
+    assert sorted(delays)[len(delays) // 2] < 0.2, delays
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_burst_then_pause_sends_the_burst(backend: Literal["process", "thread"]) -> None:
+    """A source that yields bursts of items and then waits until the caller has seen them all
+    (a queue consumer between bursts) does not hang: a burst is sent while the source pauses."""
+    seen = threading.Event()
+    waited: list[bool] = []
+
+    def bursts() -> Iterator[int]:
+        for burst in range(4):
+            yield from range(burst * 3000, (burst + 1) * 3000)
+            waited.append(seen.wait(20))  # resumes once the burst came out
+            seen.clear()
+
+    out: list[int] = []
+    for x in (source(bursts()) >> double).stream(backend=backend):
+        out.append(x)
+        if len(out) % 3000 == 0:
+            seen.set()
+    assert out == [2 * i for i in range(12000)]
+    assert waited == [True] * 4

@@ -66,8 +66,6 @@ _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
-_AHEAD: Final = 4 * _MAX_BATCH  # items read from the source ahead of what was sent, at most
-_AHEAD_BYTES: Final = 8 * 2**20  # ... and bytes (big items: a few of them)
 _MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
 _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
@@ -1161,10 +1159,12 @@ def _ship(op: Op, name: str) -> bytes:
 class _Feeder:
     """Reads one source lazily and sends it on in numbered messages.
 
-    Two threads: one pulls items from the source (which may block for as long as it
-    likes), the other cuts what has arrived into messages, waiting at most
-    ``_FLUSH`` seconds for a message to fill, so a slow source's items are not held
-    back. At most ``_AHEAD`` items wait between them: backpressure reaches the source.
+    One thread, the reader, fills each message with ``list.extend`` of an ``islice`` of the
+    source (at C speed) and sends it. From a slow source it reads fewer items a message: about
+    what the source yields in ``_FLUSH`` seconds, so a slow source's items are not held back.
+    An iterator may also pause after a burst, in the middle of a message: a second thread, the
+    watcher, sends what the reader has read so far once it has waited ``_FLUSH`` in a stalled
+    next(). Nothing is read beyond the message being filled: backpressure reaches the source.
     """
 
     def __init__(
@@ -1185,76 +1185,43 @@ class _Feeder:
         self.costs, self.stages = costs, stages
         self.through = through or [0]
         self.ramp = ramp
-        # A list, a range...: reading never blocks, so the sender reads slices itself.
         assert node.source is not None
+        # A list, a range...: reading never blocks, nothing to watch.
         self.container = node.source.length() is not None
         self.keyed = keyed
         self.fixed = fixed  # several sources: equal messages keep them in step (keys align)
         self.stop = stop
-        # Items read and not yet sent. The puller only appends, the sender only takes from
-        # the front (a slice, then del: both at C speed).
+        # The message being filled: the reader only appends (inside extend), the watcher only
+        # takes from the front, under the lock.
         self.pending: list[Any] = []
-        self.cond = threading.Condition()
-        self.done = False
+        self.lock = threading.Lock()  # one message sent at a time, in order
+        self.reading = 0.0  # when the reader started filling ``pending`` (0: not reading)
+        self.taken = 0  # items the watcher sent out of messages being filled
+        self.ended = False  # END sent: nothing more goes out
         self.error: SourceError | StageError | None = None
         self.receivers: list[str] = []  # the stages reading this source, for error messages
         self.item_bytes = 0.0  # pickled size of an item, as the last message measured it
-        self.ahead = _AHEAD  # items the puller may read ahead; the sender lowers it for big items
+        self.pace = 0.0  # seconds the source took per item, over the last message
         self.seq = 0  # messages sent
+        self.index = 0  # items sent
         self.last = 1  # items in the last message sized by cost
-        self.items: Iterator[Any] = iter(())
         name = node.name
-        self.threads = [
-            threading.Thread(target=self._send, name=f"feeder-{name}", daemon=True),
-        ]
-        if not self.container:
+        self.threads = [threading.Thread(target=self._read, name=f"feeder-{name}", daemon=True)]
+        if not self.container and not fixed:
             self.threads.append(
-                threading.Thread(target=self._pull, name=f"source-{name}", daemon=True)
+                threading.Thread(target=self._watch, name=f"source-{name}", daemon=True)
             )
 
     def start(self) -> None:
-        self.threads[0].start()  # the sender starts the puller: the caller waits for one start
+        self.threads[0].start()  # the reader starts the watcher: the caller waits for one start
 
     def join(self, timeout: float) -> None:
-        """Wait for the sender, and briefly for the puller: it may be stuck inside a stalled
-        source's next(), and then ends when that returns."""
-        with self.cond:
-            self.cond.notify_all()
-        self.threads[0].join(timeout)
-        for puller in self.threads[1:]:
-            if puller.ident is not None:  # started (by the sender)
-                puller.join(min(timeout, _STOP_POLL))
-
-    def _pull(self) -> None:
-        pending, cond, stop = self.pending, self.cond, self.stop
-        assert self.node.source is not None
-        append, full, ahead = pending.append, _MAX_BATCH, self.ahead  # locals: once per item
-        try:
-            for item in self.node.source.open():
-                append(item)
-                n = len(pending)
-                # Wake the sender (first item, a full message), or wait for room.
-                if n == 1 or n == full or n >= ahead:
-                    if stop.is_set():  # checked here, not once per item
-                        break
-                    with cond:
-                        cond.notify()
-                        if n >= ahead:  # full: wait until the sender has taken half
-                            while len(pending) > self.ahead // 2 and not stop.is_set():
-                                cond.wait(_STOP_POLL)
-                    ahead = self.ahead
-                    if stop.is_set():
-                        break
-        except BaseException as exc:
-            self._failed(exc)
-        finally:
-            with cond:
-                self.done = True
-                cond.notify_all()
-
-    def _ahead(self) -> int:
-        """Items read from the source ahead of what was sent: ``_AHEAD``, or fewer big ones."""
-        return max(2, min(_AHEAD, int(_AHEAD_BYTES / max(self.item_bytes, 1.0))))
+        """Wait for the watcher, and for the reader: briefly when it reads an iterator, which
+        may be stuck inside a stalled next() (the watcher has ended the stream for it)."""
+        for watcher in self.threads[1:]:
+            if watcher.ident is not None:  # started (by the reader)
+                watcher.join(timeout)
+        self.threads[0].join(timeout if self.container else min(timeout, _STOP_POLL))
 
     def _size(self) -> int:
         """Items per message: about ``_MESSAGE_WORK`` seconds of the slowest stage's work,
@@ -1286,76 +1253,102 @@ class _Feeder:
                 return
             time.sleep(0.0005)
 
-    def _take(self, size: int) -> list[Any]:
-        """The next message's items (empty at the end of the source)."""
-        if self.container:
-            try:
-                return list(itertools.islice(self.items, size))
-            except BaseException as exc:  # a container whose iterator raises, after all
-                self._failed(exc)
-                return []
-        pending, cond, stop = self.pending, self.cond, self.stop
-        with cond:
-            while not pending and not self.done and not stop.is_set():
-                cond.wait(_STOP_POLL)
-        # Give a fast source a moment to fill the message; never hold a slow one's.
-        deadline = None if self.fixed else time.monotonic() + _FLUSH
-        with cond:
-            while len(pending) < size and not self.done and not stop.is_set():
-                left = _STOP_POLL if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    break
-                cond.wait(left)
-        items = pending[:size]
-        del pending[: len(items)]
-        if len(pending) <= self.ahead // 2:  # room again for the puller (half: fewer wake-ups)
-            with cond:
-                cond.notify_all()
-        return items
-
     def _failed(self, exc: BaseException) -> None:
         msg = f"source {self.node.name!r} raised {type(exc).__name__}: {exc}"
         self.error = SourceError(msg)
         self.error.__cause__ = exc
 
-    def _send(self) -> None:
-        stop = self.stop
-        index = 0
-        for puller in self.threads[1:]:
-            puller.start()
+    def _read(self) -> None:
+        stop, pending, lock = self.stop, self.pending, self.lock
+        for watcher in self.threads[1:]:
+            watcher.start()
+        clock = time.perf_counter
         try:
-            if self.container:
-                assert self.node.source is not None
-                try:
-                    self.items = iter(self.node.source.open())
-                except Exception as exc:
-                    self._failed(exc)
-            while not stop.is_set():
+            assert self.node.source is not None
+            try:
+                items: Iterator[Any] = iter(self.node.source.open())
+            except Exception as exc:
+                self._failed(exc)
+                return
+            while not stop.is_set() and not self.ended:
                 size = 64 if self.fixed else self._size()
-                items = self._take(size)
-                if not items:
-                    break
-                seq = self.seq
-                keys: list[Key] | None = None
-                if self.keyed:
-                    keys = [(i, self.rank) for i in range(index, index + len(items))]
-                index += len(items)
+                if not (self.fixed or self.container) and self.pace > 0:
+                    # A slow source: the items it yields in about _FLUSH.
+                    size = max(1, min(size, int(_FLUSH / self.pace)))
+                taken, started = self.taken, clock()
+                self.reading = started
                 try:
-                    self.writer.send(seq, True, items, keys)
-                    self.item_bytes = self.writer.encoder.last_size / len(items)
-                    self.ahead = self._ahead()
-                except _PICKLING_ERRORS as exc:
-                    receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
-                    raise _unpicklable(self.receivers[0], items, f"to stage {receivers}") from exc
-                self.seq += 1
-        except StageError as exc:
-            self.error = exc
-        except (OSError, _Stopped):
-            pass  # the run is being torn down: the caller knows why
+                    pending.extend(itertools.islice(items, size))
+                except BaseException as exc:  # what was read before is still sent
+                    self._failed(exc)
+                    size = -1
+                self.reading = 0.0
+                with lock:
+                    read = len(pending) + self.taken - taken
+                    self.pace = (clock() - started) / max(read, 1)
+                    self._flush()
+                if read < size:  # the end of the source (or its error)
+                    break
         finally:
-            with contextlib.suppress(OSError):
-                self.writer.end()
-            self.writer.encoder.close()
+            with lock:
+                self._end()
+
+    def _watch(self) -> None:
+        """Send what the reader has read once it has waited ``_FLUSH`` in a stalled next();
+        end the stream when the run stops (the reader may never come back from next())."""
+        stop, pending, lock, clock = self.stop, self.pending, self.lock, time.perf_counter
+        every = _FLUSH
+        while not self.ended and not stop.wait(every):
+            started = self.reading
+            if not pending:
+                every = min(2 * every, 8 * _FLUSH)  # a long pause: look less often
+                continue
+            every = _FLUSH
+            if started == 0.0 or clock() - started < _FLUSH:
+                continue
+            with lock:
+                if self.reading == started and pending:
+                    n = len(pending)
+                    self._flush()
+                    self.taken += n
+        while not self.ended and stop.is_set():
+            if lock.acquire(timeout=_STOP_POLL):  # the reader may hold it, blocked in a send
+                try:
+                    self._end()
+                finally:
+                    lock.release()
+
+    def _flush(self) -> None:
+        """Send what ``pending`` holds as the next message (under the lock)."""
+        pending = self.pending
+        items = pending[:]
+        if not items or self.ended:
+            return
+        del pending[: len(items)]  # the reader may be appending behind them
+        keys: list[Key] | None = None
+        if self.keyed:
+            keys = [(i, self.rank) for i in range(self.index, self.index + len(items))]
+        self.index += len(items)
+        try:
+            self.writer.send(self.seq, True, items, keys)
+            self.item_bytes = self.writer.encoder.last_size / len(items)
+        except _PICKLING_ERRORS as exc:
+            receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
+            self.error = _unpicklable(self.receivers[0], items, f"to stage {receivers}")
+            self.error.__cause__ = exc
+            self._end()
+        except (OSError, _Stopped):
+            self._end()  # the run is being torn down: the caller knows why
+        self.seq += 1
+
+    def _end(self) -> None:
+        """Send END, once (under the lock)."""
+        if self.ended:
+            return
+        self.ended = True
+        with contextlib.suppress(OSError):
+            self.writer.end()
+        self.writer.encoder.close()
 
 
 def _is_feeder_end(conn: Connection, plan: _Plan) -> bool:
