@@ -279,6 +279,30 @@ def test_source_error_from_source_function(backend: Backend) -> None:
     assert str(info.value.__cause__) == "no device cam0"
 
 
+class _AlwaysFailing:
+    """An iterator that raises on every next(): it must be read once, not retried."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __iter__(self) -> _AlwaysFailing:
+        return self
+
+    def __next__(self) -> int:
+        self.calls += 1
+        msg = "disk gone"
+        raise OSError(msg)
+
+
+def test_source_error_from_an_iterator_that_keeps_failing(backend: Backend) -> None:
+    """An iterator raising on every next() gives SourceError at once, after one call."""
+    items = _AlwaysFailing()
+    with pytest.raises(SourceError) as info:
+        (source(items) >> double).run(backend=backend)
+    assert str(info.value.__cause__) == "disk gone"
+    assert items.calls == 1
+
+
 # -- check_types --
 
 TYPE_ERROR_WRAPPED = (

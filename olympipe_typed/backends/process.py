@@ -1277,17 +1277,18 @@ class _Feeder:
                     size = max(1, min(size, int(_FLUSH / self.pace)))
                 taken, started = self.taken, clock()
                 self.reading = started
+                failed = False
                 try:
                     pending.extend(itertools.islice(items, size))
                 except BaseException as exc:  # what was read before is still sent
                     self._failed(exc)
-                    size = -1
+                    failed = True
                 self.reading = 0.0
                 with lock:
                     read = len(pending) + self.taken - taken
                     self.pace = (clock() - started) / max(read, 1)
                     self._flush()
-                if read < size:  # the end of the source (or its error)
+                if failed or read < size:  # the end of the source
                     break
         finally:
             with lock:
