@@ -1308,10 +1308,8 @@ class _Feeder:
             if started == 0.0 or clock() - started < _FLUSH:
                 continue
             with lock:
-                if self.reading == started and pending:
-                    n = len(pending)
-                    self._flush()
-                    self.taken += n
+                if self.reading == started:
+                    self.taken += self._flush()
         while not self.ended and stop.is_set():
             if lock.acquire(timeout=_STOP_POLL):  # the reader may hold it, blocked in a send
                 try:
@@ -1319,12 +1317,13 @@ class _Feeder:
                 finally:
                     lock.release()
 
-    def _flush(self) -> None:
-        """Send what ``pending`` holds as the next message (under the lock)."""
+    def _flush(self) -> int:
+        """Send what ``pending`` holds as the next message (under the lock); the number of
+        items sent."""
         pending = self.pending
         items = pending[:]
         if not items or self.ended:
-            return
+            return 0
         del pending[: len(items)]  # the reader may be appending behind them
         keys: list[Key] | None = None
         if self.keyed:
@@ -1341,6 +1340,7 @@ class _Feeder:
         except (OSError, _Stopped):
             self._end()  # the run is being torn down: the caller knows why
         self.seq += 1
+        return len(items)
 
     def _end(self) -> None:
         """Send END, once (under the lock)."""
