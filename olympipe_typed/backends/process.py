@@ -796,6 +796,29 @@ class _Worker:
 # --- the caller's side ---
 
 
+class _Waiter:
+    """``multiprocessing.connection.wait`` for a loop that waits on nearly the same pipes each
+    time: they stay registered in one ``select.poll`` from call to call (about 1 µs a call,
+    against 10 µs for a selector built anew over eight pipes)."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.fds: dict[int, Any] = {}  # registered descriptor -> its object
+
+    def wait(self, objs: list[Any], timeout: float) -> list[Any]:
+        """The objects of ``objs`` (connections, process sentinels) that are ready to read,
+        closed or broken; empty after ``timeout`` seconds."""
+        fds = {obj if isinstance(obj, int) else obj.fileno(): obj for obj in objs}
+        old = self.fds
+        if fds.keys() != old.keys():
+            for fd in old.keys() - fds.keys():
+                self.poller.unregister(fd)
+            for fd in fds.keys() - old.keys():
+                self.poller.register(fd, select.POLLIN)
+        self.fds = fds
+        return [fds[fd] for fd, _ in self.poller.poll(timeout * 1000.0)]
+
+
 class _Run:
     """One run: starts workers and feeders, yields outputs, tears everything down."""
 
@@ -930,6 +953,7 @@ class _Run:
         live = set(range(len(outputs)))
         controls = {conn: name for name, conn in self.controls}
         sentinels = {} if self.threads else {p.sentinel: (name, p) for name, p in self.procs}
+        waiter = _Waiter()
         # Pipes read up to END in arrival order: outputs at their end, and free outputs.
         draining: dict[Any, int] = {
             conn: i
@@ -943,7 +967,7 @@ class _Run:
                 outputs[i][expected[i] % len(outputs[i])]: i for i in live if i not in at_end
             }
             waiting.update(draining)
-            ready: list[Any] = wait([*waiting, *controls, *sentinels], timeout=_POLL)
+            ready = waiter.wait([*waiting, *controls, *sentinels], _POLL)
             self._check_feeders()
             for obj in ready:
                 if obj in controls:
