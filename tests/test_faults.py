@@ -18,6 +18,7 @@ from processes import workers
 from olympipe_typed import Pipeline, StageError, source, stage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from olympipe_typed._pipeline import Backend, StartMethod
@@ -170,6 +171,34 @@ def test_unpicklable_items_fail_naming_the_stage(start_method: StartMethod) -> N
         (source([1, threading.Lock(), 3]) >> stage(_same)).run(start_method=start_method)
     with pytest.raises(StageError, match=r"stage '_lock'.*cannot pickle this item"):
         (source([1, 2]) >> stage(_lock) >> stage(_same)).run(start_method=start_method)
+
+
+class _PointerLike:
+    """An item whose pickling raises ValueError (as a ctypes pointer's does), not TypeError."""
+
+    def __reduce__(self) -> str:
+        msg = "ctypes objects containing pointers cannot be pickled"
+        raise ValueError(msg)
+
+
+def _unpicklable_at(at: int, pause: float) -> Iterator[object]:
+    """Ints, one unpicklable item at ``at``, then a pause and more ints."""
+    for i in range(at + 1000):
+        if i == at:
+            yield _PointerLike()
+            time.sleep(pause)  # a pause: what was read so far is sent by the watcher
+        else:
+            yield i
+
+
+@pytest.mark.parametrize(("at", "pause"), [(5, 0.0), (2000, 0.03)])
+def test_any_pickling_error_of_a_source_item_fails_the_run(at: int, pause: float) -> None:
+    """Whatever pickle raises for a source item, the run fails naming the item; it does not
+    end early as if the source were done."""
+    with pytest.raises(StageError, match=r"stage '_same'.*cannot pickle this item.*ValueError"):
+        (source(_unpicklable_at(at, pause)) >> stage(_same)).run()
+    with pytest.raises(StageError, match=r"cannot pickle this item to send it to the caller"):
+        source(_unpicklable_at(at, pause)).run()
 
 
 ENDLESS_ARRAYS = """

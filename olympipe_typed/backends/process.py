@@ -66,6 +66,8 @@ _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
 _REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
+# Sources whose iteration never blocks: read without a watcher.
+_CONTAINERS: Final = frozenset({list, tuple, range, str, bytes, bytearray, dict, set, frozenset})
 _MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
 _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
@@ -1210,8 +1212,9 @@ class _Feeder:
         self.through = through or [0]
         self.ramp = ramp
         assert node.source is not None
-        # A list, a range...: reading never blocks, nothing to watch.
-        self.container = node.source.length() is not None
+        # A list, a range...: reading never blocks, nothing to watch. (Not any sized object:
+        # a dataset's __getitem__ or a queue wrapper may be slow or block.)
+        self.container = node.source.factory is None and type(node.source.data) in _CONTAINERS
         self.keyed = keyed
         self.fixed = fixed  # several sources: equal messages keep them in step (keys align)
         self.stop = stop
@@ -1257,8 +1260,10 @@ class _Feeder:
         message before a costly item has been seen.
         """
         # The slowest worker's: with uneven items, a worker that met only fast ones says little.
+        # Copies first (list() of a dict's values is atomic): the caller's thread adds to them.
         slowest = max(
-            (c for workers in self.costs.values() for c in workers.values()), default=None
+            (c for workers in list(self.costs.values()) for c in list(workers.values())),
+            default=None,
         )
         if slowest is None or len(self.costs) < self.stages:
             self._ramp_up()
@@ -1282,6 +1287,14 @@ class _Feeder:
         self.error = SourceError(msg)
         self.error.__cause__ = exc
 
+    def _broke(self, exc: BaseException) -> None:
+        """The feeder itself failed: end the stream with an error, never quietly."""
+        if self.error is None:
+            msg = f"reading source {self.node.name!r} failed: {type(exc).__name__}: {exc}"
+            self.error = SourceError(msg)
+            self.error.__cause__ = exc
+        self._end()
+
     def _read(self) -> None:
         stop, pending, lock = self.stop, self.pending, self.lock
         for watcher in self.threads[1:]:
@@ -1296,7 +1309,7 @@ class _Feeder:
                 return
             while not stop.is_set() and not self.ended:
                 size = 64 if self.fixed else self._size()
-                if not (self.fixed or self.container) and self.pace > 0:
+                if not self.fixed and self.pace > 0:
                     # A slow source: the items it yields in about _FLUSH.
                     size = max(1, min(size, int(_FLUSH / self.pace)))
                 taken, started = self.taken, clock()
@@ -1308,12 +1321,15 @@ class _Feeder:
                     self._failed(exc)
                     failed = True
                 self.reading = 0.0
+                elapsed = clock() - started
                 with lock:
                     read = len(pending) + self.taken - taken
-                    self.pace = (clock() - started) / max(read, 1)
+                    self.pace = elapsed / max(read, 1)
                     self._flush()
                 if failed or read < size:  # the end of the source
                     break
+        except BaseException as exc:  # ours, not the source's: say so rather than end quietly
+            self._broke(exc)
         finally:
             with lock:
                 self._end()
@@ -1323,17 +1339,21 @@ class _Feeder:
         end the stream when the run stops (the reader may never come back from next())."""
         stop, pending, lock, clock = self.stop, self.pending, self.lock, time.perf_counter
         every = _FLUSH
-        while not self.ended and not stop.wait(every):
-            started = self.reading
-            if not pending:
-                every = min(2 * every, 8 * _FLUSH)  # a long pause: look less often
-                continue
-            every = _FLUSH
-            if started == 0.0 or clock() - started < _FLUSH:
-                continue
+        try:
+            while not self.ended and not stop.wait(every):
+                started = self.reading
+                if not pending:
+                    every = min(2 * every, 8 * _FLUSH)  # a long pause: look less often
+                    continue
+                every = _FLUSH
+                if started == 0.0 or clock() - started < _FLUSH:
+                    continue
+                with lock:
+                    if self.reading == started:
+                        self.taken += self._flush()
+        except BaseException as exc:
             with lock:
-                if self.reading == started:
-                    self.taken += self._flush()
+                self._broke(exc)
         while not self.ended and stop.is_set():
             if lock.acquire(timeout=_STOP_POLL):  # the reader may hold it, blocked in a send
                 try:
@@ -1356,13 +1376,15 @@ class _Feeder:
         try:
             self.writer.send(self.seq, True, items, keys)
             self.item_bytes = self.writer.encoder.last_size / len(items)
-        except _PICKLING_ERRORS as exc:
-            receivers = ", ".join(repr(n) for n in self.receivers) or "the caller"
-            self.error = _unpicklable(self.receivers[0], items, f"to stage {receivers}")
-            self.error.__cause__ = exc
-            self._end()
         except (OSError, _Stopped):
             self._end()  # the run is being torn down: the caller knows why
+        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
+            receivers = ", ".join(repr(n) for n in self.receivers)
+            where = f"to stage {receivers}" if receivers else "to the caller"
+            name = self.receivers[0] if self.receivers else self.node.name
+            self.error = _unpicklable(name, items, where)
+            self.error.__cause__ = exc
+            self._end()
         self.seq += 1
         return len(items)
 
