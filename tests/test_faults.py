@@ -201,6 +201,17 @@ def test_any_pickling_error_of_a_source_item_fails_the_run(at: int, pause: float
         source(_unpicklable_at(at, pause)).run()
 
 
+def _pointer_at_three(x: int) -> object:
+    return _PointerLike() if x == 3 else x
+
+
+def test_any_pickling_error_of_a_stage_output_names_stage_and_item() -> None:
+    """A stage output that pickle refuses with ValueError fails the run naming that stage and
+    the item, as a TypeError from pickle does."""
+    with pytest.raises(StageError, match=r"stage '_pointer_at_three'.*_PointerLike.*cannot pickle"):
+        (source(range(10)) >> stage(_pointer_at_three) >> stage(_same)).run()
+
+
 ENDLESS_ARRAYS = """
 import itertools, sys
 import numpy as np

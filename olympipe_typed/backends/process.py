@@ -323,10 +323,6 @@ class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
 
 
-# What pickle raises for an object it cannot serialize (a lock, a generator, a socket).
-_PICKLING_ERRORS: Final = (pickle.PicklingError, TypeError, AttributeError)
-
-
 def _unpicklable(stage: str, items: list[Any], where: str) -> StageError:
     """A StageError naming the stage and the first of ``items`` that pickle refuses."""
     for item in items:
@@ -776,7 +772,9 @@ class _Worker:
         started = time.perf_counter()
         try:
             self.writer.send(self.seq, final, self.out, keys)
-        except _PICKLING_ERRORS as exc:
+        except (OSError, _Stopped):
+            raise  # the run is being torn down
+        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
             raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc
         self.stats.blocked += time.perf_counter() - started
         self.stats.items_out += len(self.out)
