@@ -64,7 +64,8 @@ TAIL: Final = -1  # the seq of a node's last message: what its flush() emitted
 INF: Final = float("inf")
 _MAX_BATCH: Final = 1024  # items per feeder message, at most
 _MESSAGE_WORK: Final = 0.002  # seconds of work per message the feeder aims at
-_REPORT_EVERY: Final = 0.02  # seconds between a worker's reports of its cost per item
+_REPORT_EVERY: Final = 0.1  # seconds between a worker's reports of its cost per item (and progress)
+_FIRST_REPORT: Final = 0.00125  # ... at first: the interval doubles from this one
 _FLUSH: Final = 0.002  # how long the feeder waits for a message to fill before sending it
 # Sources whose iteration never blocks: read without a watcher.
 _CONTAINERS: Final = frozenset({list, tuple, range, str, bytes, bytearray, dict, set, frozenset})
@@ -540,7 +541,7 @@ class _Worker:
         self.busy, self.items, self.next_report = 0.0, 0, 0.0
         # Reports come quickly at first (what the first, tiny messages say about an item's
         # cost is rough), then every _REPORT_EVERY.
-        self.report_every = _REPORT_EVERY / 16
+        self.report_every = _FIRST_REPORT
         self.cold = True  # the first message pays for cold caches and first calls: not counted
         # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
         self.borrow = not proc.op.stateful
