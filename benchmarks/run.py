@@ -48,6 +48,11 @@ UNITS = {
     "memory": "peak MB",
 }
 HIGHER_IS_BETTER = {"identity", "arrays"}
+# Runs per cell by default. The CPU-bound cells and start-up move most with the load of a shared
+# machine (the single loop, which sets the ideal, varies by 10% from run to run): more runs
+# steady their medians. The others are costly (pypeln's identity run takes 100 s) and steadier.
+REPEATS = {"cpu": 7, "cpu_unbalanced": 7, "startup": 5}
+DEFAULT_REPEAT = 3
 
 
 @dataclass
@@ -202,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (< 60 s)")
     parser.add_argument(
-        "--repeat", type=int, default=None, help="runs per cell, median kept (3; 1 with --quick)"
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per cell, median kept (default: 7 for cpu and cpu_unbalanced, 5 for startup, "
+        "3 for the others; 1 with --quick)",
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated ({','.join(SYSTEMS)})"
@@ -221,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         w for w in names if w not in workloads.WORKLOADS
     ]:
         parser.error(f"unknown system or workload {bad!r}")
-    repeat: int = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+
+    def repeat_of(workload: str) -> int:
+        if args.repeat is not None:
+            return int(args.repeat)
+        return 1 if args.quick else REPEATS.get(workload, DEFAULT_REPEAT)
+
     timeout: float = args.timeout if args.timeout is not None else (30.0 if args.quick else 120.0)
 
     info = machine()
@@ -234,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     print(
-        f"busy loop: {iters} iterations = {fns.BURN_MS:g} ms; {repeat} run(s) per cell, median; "
+        f"busy loop: {iters} iterations = {fns.BURN_MS:g} ms; runs per cell (median kept): "
+        + ", ".join(f"{n} {repeat_of(n)}" for n in names)
+        + "; systems in turn, the order rotated each run; "
         f"timeout {timeout:.0f} s; olympipe_typed backend: {backend}"
         + (" (QUICK sizes)" if args.quick else "")
     )
@@ -242,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[str, dict[str, Cell]] = {w: {} for w in names}
     t_start = time.perf_counter()
     for name in names:
+        repeat = repeat_of(name)
         for r in range(repeat):
-            for system in systems:
+            # Rotated each run, so that no system always follows the same neighbour (Ray's
+            # start, say) or always comes first.
+            for system in systems[r % len(systems) :] + systems[: r % len(systems)]:
                 cell = cells[name].setdefault(system, Cell())
                 if cell.problem is not None:
                     continue  # one failure decides the cell: do not wait for it again
@@ -379,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "burn_iters": iters,
         "quick": args.quick,
-        "repeat": repeat,
+        "repeat": {n: repeat_of(n) for n in names},
         "timeout_s": timeout,
         "ot_backend": backend,
         "ideals": ideals,
