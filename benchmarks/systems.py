@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 SYSTEMS = (
     "loop",
+    "loop_split",
     "handwritten",
     "pool",
     "olympipe",
@@ -25,6 +26,11 @@ SYSTEMS = (
     "olympipe_typed",
     "olympipe_typed_ray",
 )
+# The loop over each core's share of the items, all cores at once: what this machine's cores can
+# do with no communication at all, the measured ideal of the CPU-bound workloads.
+SPLIT = "loop_split"
+#: Workloads a system runs on (every workload when not listed).
+ONLY: dict[str, frozenset[str]] = {SPLIT: frozenset({"cpu", "cpu_unbalanced"})}
 # The Ray column: olympipe_typed with backend="ray" on a local Ray (see run.py's ``child_command``).
 RAY = "olympipe_typed_ray"
 
@@ -62,6 +68,29 @@ def run_loop(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
         for f in fs:
             x = f(x)
         yield x
+
+
+def run_split(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """The plain loop in one forked process per core, each over every ``cores()``-th item, all
+    at once; the outputs gathered at the end. No system that moves items can beat it."""
+    shares = cores()
+    todo = list(items)
+    ctx = mp.get_context("fork")
+    links = [ctx.Pipe(duplex=False) for _ in range(shares)]
+
+    def share(k: int) -> None:
+        links[k][1].send(list(run_loop(w, iter(todo[k::shares]))))
+
+    procs = [ctx.Process(target=share, args=(k,), daemon=True) for k in range(shares)]
+    for proc in procs:
+        proc.start()
+    parts: list[list[Any]] = [recv.recv() for recv, _ in links]
+    for proc in procs:
+        proc.join()
+    out: list[Any] = [None] * len(todo)
+    for k, part in enumerate(parts):
+        out[k::shares] = part
+    return out
 
 
 def run_handwritten(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
@@ -159,6 +188,7 @@ def _olympipe_typed(w: Workload, items: Iterator[Any], backend: OtBackend) -> It
 
 RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
     "loop": run_loop,
+    SPLIT: run_split,
     "handwritten": run_handwritten,
     "pool": run_pool,
     "olympipe": run_olympipe,
@@ -171,6 +201,7 @@ RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
 #: Modules each system imports, loaded before the clock starts and before the base RSS is read.
 IMPORTS: dict[str, tuple[str, ...]] = {
     "loop": (),
+    SPLIT: (),
     "handwritten": ("benchmarks.handwritten",),
     "pool": ("multiprocessing.pool",),
     "olympipe": ("olympipe",),
@@ -186,6 +217,8 @@ IMPORTS: dict[str, tuple[str, ...]] = {
 #: How each system is used here, printed under the tables.
 NOTES: dict[str, str] = {
     "loop": "a plain for-loop in one process (no parallelism)",
+    SPLIT: "the plain loop in one forked process per core, each over every other item, all at "
+    "once, outputs gathered at the end: the CPU-bound workloads' measured ideal (cpu workloads only)",
     "handwritten": "one forked process per stage worker, one-producer/one-consumer Pipes, "
     "batches of 1000 ints, shared-memory slots for arrays; round-robin keeps order",
     "pool": "multiprocessing.Pool.imap on all cores, chunksize 1000 for ints; the stages are "
