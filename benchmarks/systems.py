@@ -31,6 +31,13 @@ SYSTEMS = (
 SPLIT = "loop_split"
 #: Workloads a system runs on (every workload when not listed).
 ONLY: dict[str, frozenset[str]] = {SPLIT: frozenset({"cpu", "cpu_unbalanced"})}
+
+
+def runs_on(system: str, workload: str) -> bool:
+    """Whether ``system`` is measured on ``workload`` (see ``ONLY``)."""
+    return system not in ONLY or workload in ONLY[system]
+
+
 # The Ray column: olympipe_typed with backend="ray" on a local Ray (see run.py's ``child_command``).
 RAY = "olympipe_typed_ray"
 
@@ -217,8 +224,8 @@ IMPORTS: dict[str, tuple[str, ...]] = {
 #: How each system is used here, printed under the tables.
 NOTES: dict[str, str] = {
     "loop": "a plain for-loop in one process (no parallelism)",
-    SPLIT: "the plain loop in one forked process per core, each over every other item, all at "
-    "once, outputs gathered at the end: the CPU-bound workloads' measured ideal (cpu workloads only)",
+    SPLIT: "the plain loop in one forked process per core, each over every n-th item (n cores), "
+    "all at once, outputs gathered at the end: the CPU-bound workloads' measured ideal (cpu workloads only)",
     "handwritten": "one forked process per stage worker, one-producer/one-consumer Pipes, "
     "batches of 1000 ints, shared-memory slots for arrays; round-robin keeps order",
     "pool": "multiprocessing.Pool.imap on all cores, chunksize 1000 for ints; the stages are "
