@@ -150,7 +150,9 @@ class StageReport:
         #: Seconds the workers spent running the stage's code (summed over workers).
         self.busy = busy
         #: CPU seconds the workers used while busy (busy time also counts waiting for I/O, and
-        #: for a CPU when there are more workers than CPUs).
+        #: for a CPU when there are more workers than CPUs). Process and thread workers read
+        #: their CPU clock around a message every 10 ms at most and scale the busy time by
+        #: what those messages used, so that short messages do not pay for the clock.
         self.cpu = cpu
         #: Seconds the workers spent waiting for input.
         self.waiting = waiting

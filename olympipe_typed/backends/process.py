@@ -73,6 +73,8 @@ _MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memory names
 _WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
 _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
+_CPU_SAMPLE: Final = 0.01  # a worker reads its CPU time around a message this often, at most
+_READ_SAMPLE: Final = 4  # a worker counts one blocking read in this many for the queue's fill
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
 _CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
@@ -435,8 +437,7 @@ def _worker_main(
             worker_.run_free()
         else:
             worker_.run()
-        worker_.stats.ended = time.perf_counter()
-        control.send(("stats", worker_.stats))
+        control.send(("stats", worker_.finish_stats()))
         closing, proc = proc, None
         if closing.skipped:
             control.send(("skipped", closing.skipped))
@@ -548,6 +549,11 @@ class _Worker:
         self.ledger: _Credits | None = None  # where to tell producers what is done
         self.slots: dict[Connection, int] = {}  # the ledger's slot of each counted input pipe
         self.stats = WorkerStats(time.perf_counter(), worker)
+        # CPU time is read around a sample of the messages (a message every _CPU_SAMPLE
+        # seconds at most), and the busy time scaled by what the sample used.
+        self.next_sample = 0.0
+        self.sampled_busy = self.sampled_cpu = 0.0
+        self.read_no = itertools.count()  # blocking reads (their fill is read on a sample)
         self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
@@ -608,6 +614,9 @@ class _Worker:
         reads, stop = self.reads, self.stop
         merging = len(reads) > 1
         timed = self.proc.op.seconds is not None
+        if not merging and not timed and stop is None:
+            self._run_one()
+            return
         active = set(range(len(reads)))  # parents still sending numbered messages
         draining: dict[Connection, int] = {}  # pipes of finished parents, read up to END
         tails: list[Message] = []
@@ -622,7 +631,8 @@ class _Worker:
                     ready = self._wait([*pending, *draining])
                 else:
                     ready = list(pending)  # one pipe: a blocking read is cheapest
-                    self._count_read(ready)
+                    if not next(self.read_no) % _READ_SAMPLE:
+                        self._count_read(ready)  # a sample of the reads, for the queue's fill
                 for conn in ready:
                     msg = _recv(conn, self.decoder, borrow=self.borrow)
                     if conn in draining:
@@ -668,6 +678,36 @@ class _Worker:
                     tails.append(msg)
         self._end(tails)
 
+    def _run_one(self) -> None:
+        """``run`` for a worker process with one parent and nothing time-based, the common
+        case: blocking reads from the one pipe that carries each message, in turn."""
+        conns = self.reads[0]
+        decoder, borrow = self.decoder, self.borrow
+        read_no = self.read_no
+        while True:
+            conn = conns[self.seq % len(conns)]
+            if not next(read_no) % _READ_SAMPLE:
+                self._count_read([conn])  # a sample of the reads, for the queue's fill
+            msg = _recv(conn, decoder, borrow=borrow)
+            if msg is None or msg[0] == TAIL:
+                break
+            self._process([msg])
+            self._send(final=msg[1])
+            self._done(conn, len(msg[2]))
+            if msg[1]:
+                self.seq += self.step
+        # The parent is at its end: its other workers' pipes hold at most a TAIL and END.
+        tails = [] if msg is None else [msg]
+        draining = [other for other in conns if other is not conn or msg is not None]
+        while draining:
+            for ready in self._wait(draining):
+                last = _recv(ready, decoder, borrow=borrow)
+                if last is None:
+                    draining.remove(ready)
+                else:
+                    tails.append(last)
+        self._end(tails)
+
     def _wait(self, conns: list[Connection]) -> list[Connection]:
         """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
         at_once = self._count_read(conns)
@@ -699,12 +739,25 @@ class _Worker:
             self.stats.ready_reads += 1
         return ready
 
+    def finish_stats(self) -> WorkerStats:
+        """The stats to send at the end: the CPU time estimated from the sampled messages."""
+        stats = self.stats
+        stats.ended = time.perf_counter()
+        if self.sampled_busy > 0:
+            stats.cpu = stats.busy * min(1.0, self.sampled_cpu / self.sampled_busy)
+        return stats
+
     def _process(self, msgs: list[Message]) -> None:
-        started, cpu = time.perf_counter(), time.thread_time()
+        started = time.perf_counter()
+        sample = started >= self.next_sample
+        cpu = time.thread_time() if sample else 0.0
         self._process_timed(msgs)
         now = time.perf_counter()
         stats = self.stats
-        stats.cpu += time.thread_time() - cpu
+        if sample:
+            self.sampled_cpu += time.thread_time() - cpu
+            self.sampled_busy += now - started
+            self.next_sample = now + _CPU_SAMPLE
         n = sum(len(m[2]) for m in msgs)
         stats.items_in += n
         stats.busy += now - started
