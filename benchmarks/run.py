@@ -287,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         return cell.median if cell is not None else math.nan
 
     # Ideals of the CPU-bound workloads: total CPU work / min(cores, stage workers), the work
-    # being the single loop's time; and the loop split over the cores, run at once, measured.
-    # The second is what this machine's cores really do together: busy at once, two cores of a
-    # shared VM each run slower than one alone (1.17x slower, typically, on this project's VM).
+    # being the single loop's time (the issue's ideal, which the targets use); and the loop
+    # split over the cores, run at once, measured (a cross-check: what this machine's cores do
+    # together; busy at once, two vCPUs of a shared VM may each run slower than one alone, or,
+    # in a quiet moment, faster than the single loop's run suggests).
     ideals: dict[str, dict[str, Any]] = {}
     for name in ("cpu", "cpu_unbalanced"):
         if name not in cells:
@@ -442,7 +443,7 @@ def check_targets(med: Any, ideals: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(f"{label}: not measured")
             return
         met = value >= limit if ok_if_higher else value <= limit
-        lines.append(f"{label}: {'met' if met else 'NOT met'} ({value:.3g} vs {limit:.3g})")
+        lines.append(f"{label}: {'met' if met else 'NOT met'} ({value:.4g} vs {limit:.4g})")
 
     for name, unit in (("identity", "items/s"), ("arrays", "MB/s")):
         verdict(
@@ -452,27 +453,22 @@ def check_targets(med: Any, ideals: dict[str, dict[str, Any]]) -> list[str]:
             True,
         )
     for name in ("cpu", "cpu_unbalanced"):
-        # The measured ideal when there is one: the cores' work when they are all busy.
+        # The issue's ideal: the total CPU work (the loop's time) over the cores. The measured
+        # split is printed beside it, with the hand-written chain's ratio for scale.
         info = ideals.get(name, {})
-        split = float(info.get("split_s", math.nan))
         per_core = float(info.get("ideal_s", math.nan))
-        if math.isnan(split):
-            verdict(
-                f"{name} time <= 1.05x the ideal, loop / cores (s)",
-                med(name, OURS),
-                1.05 * per_core,
-                False,
-            )
-            continue
         verdict(
-            f"{name} time <= 1.05x the ideal measured by {SPLIT} (s)",
+            f"{name} time <= 1.05x the ideal, loop / cores (s)",
             med(name, OURS),
-            1.05 * split,
+            1.05 * per_core,
             False,
         )
-        lines.append(
-            f"  (against the loop / cores, {per_core:.3g} s: {med(name, OURS) / per_core:.2f}x)"
-        )
+        split = float(info.get("split_s", math.nan))
+        if not math.isnan(split):
+            lines.append(
+                f"  (against {SPLIT}, {split:.4g} s: {med(name, OURS) / split:.3f}x;"
+                f" {REFERENCE} {med(name, REFERENCE) / split:.3f}x)"
+            )
     verdict("startup < 50 ms above `python -c pass`", med("startup", OURS), 50.0, False)
     verdict(
         f"memory peak RSS <= 1.2x {REFERENCE}'s (MB)",
