@@ -158,7 +158,8 @@ class StageReport:
         self.waiting = waiting
         #: Seconds the workers spent handing outputs on (pickling, or the next queue full).
         self.blocked = blocked
-        #: Share of reads that found input already queued (1.0: never starved), if measured.
+        #: Share of reads that found input already queued (1.0: never starved), if measured
+        #: (process and thread workers look on a sample of their reads).
         self.queue_fill = queue_fill
         #: Items dropped by ``on_error="skip"``.
         self.skipped = skipped
