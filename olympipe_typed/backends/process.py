@@ -553,7 +553,6 @@ class _Worker:
         # seconds at most), and the busy time scaled by what the sample used.
         self.next_sample = 0.0
         self.sampled_busy = self.sampled_cpu = 0.0
-        self.read_no = itertools.count()  # blocking reads (their fill is read on a sample)
         self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
@@ -626,13 +625,9 @@ class _Worker:
             msgs: list[Message] = []
             taken: list[tuple[Connection, int]] = []  # (pipe, items) of the messages read
             while pending:
-                if merging or draining or timed or stop is not None:
-                    # Several pipes: read whichever is ready, so that no writer blocks on us.
-                    ready = self._wait([*pending, *draining])
-                else:
-                    ready = list(pending)  # one pipe: a blocking read is cheapest
-                    if not next(self.read_no) % _READ_SAMPLE:
-                        self._count_read(ready)  # a sample of the reads, for the queue's fill
+                # Several pipes, a deadline or a stop to watch: read whichever pipe is ready,
+                # so that no writer blocks on us (one plain pipe is _run_one's).
+                ready = self._wait([*pending, *draining])
                 for conn in ready:
                     msg = _recv(conn, self.decoder, borrow=self.borrow)
                     if conn in draining:
@@ -669,13 +664,7 @@ class _Worker:
                 self._done(conn, n)
             if active:
                 self.seq += self.step
-        while draining:
-            for conn in self._wait(list(draining)):
-                msg = _recv(conn, self.decoder, borrow=self.borrow)
-                if msg is None:
-                    del draining[conn]
-                else:
-                    tails.append(msg)
+        self._drain(list(draining), tails)
         self._end(tails)
 
     def _run_one(self) -> None:
@@ -683,7 +672,7 @@ class _Worker:
         case: blocking reads from the one pipe that carries each message, in turn."""
         conns = self.reads[0]
         decoder, borrow = self.decoder, self.borrow
-        read_no = self.read_no
+        read_no = itertools.count()
         while True:
             conn = conns[self.seq % len(conns)]
             if not next(read_no) % _READ_SAMPLE:
@@ -698,15 +687,18 @@ class _Worker:
                 self.seq += self.step
         # The parent is at its end: its other workers' pipes hold at most a TAIL and END.
         tails = [] if msg is None else [msg]
-        draining = [other for other in conns if other is not conn or msg is not None]
-        while draining:
-            for ready in self._wait(draining):
-                last = _recv(ready, decoder, borrow=borrow)
-                if last is None:
-                    draining.remove(ready)
-                else:
-                    tails.append(last)
+        self._drain([other for other in conns if other is not conn or msg is not None], tails)
         self._end(tails)
+
+    def _drain(self, conns: list[Connection], tails: list[Message]) -> None:
+        """Read the pipes of finished parents up to their END, keeping the TAILs before it."""
+        while conns:
+            for conn in self._wait(conns):
+                msg = _recv(conn, self.decoder, borrow=self.borrow)
+                if msg is None:
+                    conns.remove(conn)
+                else:
+                    tails.append(msg)
 
     def _wait(self, conns: list[Connection]) -> list[Connection]:
         """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
