@@ -82,6 +82,9 @@ _TICK = os.sysconf("SC_CLK_TCK")
 #: is taken again: steal (the hypervisor ran other guests on our vCPUs) plus CPU time used by
 #: processes outside the measured process tree.
 DISTURBED = 0.05
+#: ... and at least this many seconds of it: /proc/stat counts in ticks of 10 ms, sampled, so a
+#: short run's share is only known to a few ticks.
+DISTURBED_S = 0.05
 #: Measurements taken again at most, per run of a cell, when the host disturbed them.
 RETRIES = 2
 
@@ -129,7 +132,7 @@ def run_child(
     system: str, workload: str, *, quick: bool, timeout: float, env: dict[str, str]
 ) -> dict[str, Any]:
     """One measurement in a fresh process; taken again (``RETRIES`` times at most) when the host
-    took more than ``DISTURBED`` of the machine meanwhile. Ray's runs are never taken again:
+    took more than ``DISTURBED`` of the machine meanwhile (and ``DISTURBED_S`` at least). Ray's runs are never taken again:
     its own daemons count as the host's."""
     result: dict[str, Any] = {}
     for attempt in range(1 + (0 if system == RAY else RETRIES)):
@@ -137,7 +140,9 @@ def run_child(
         result = _run_child_once(system, workload, quick=quick, timeout=timeout, env=env)
         result["host"] = meter.read(cores())
         result["attempts"] = attempt + 1
-        if result.get("status") != "ok" or result["host"]["share"] <= DISTURBED:
+        host = result["host"]
+        taken = host["steal_s"] + host["foreign_s"]
+        if result.get("status") != "ok" or host["share"] <= DISTURBED or taken < DISTURBED_S:
             break
     return result
 
