@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  host (steal + CPU outside the measured processes, as a share of wall x cores; a run "
-        f"above {100 * DISTURBED:.0f}% was taken again, {RETRIES} times at most, not for Ray): "
+        f"where it took over {100 * DISTURBED:.0f}% and {1000 * DISTURBED_S:.0f} ms was taken "
+        f"again, {RETRIES} times at most, not for Ray): "
         + "; ".join(host_summary(name, cells[name]) for name in names)
     )
     hand_cpu = (
