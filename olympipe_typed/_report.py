@@ -9,12 +9,12 @@ time; its hint says whether more workers would help.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Final, TextIO, final
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Sequence
 
     from ._graph import Graph
@@ -462,6 +462,12 @@ class _Progress:
         except ImportError:
             return
         width = max((len(n) for n in self.names), default=0)
+        shape: dict[str, Any] = {"dynamic_ncols": True}
+        size = _screen(self.stream)
+        if size is not None and 0 in size:
+            # A terminal that reports no size (a pseudo-terminal nobody sized, as some CI
+            # runners and `docker exec -t` give): tqdm would draw blank lines only.
+            shape = {"ncols": size[0] or 80, "nrows": max(size[1], len(self.names) + 1)}
         self.bars = [
             tqdm(
                 total=self.totals.get(name),
@@ -470,7 +476,7 @@ class _Progress:
                 position=i,
                 leave=True,
                 file=self.stream,
-                dynamic_ncols=True,
+                **shape,
             )
             for i, name in enumerate(self.names)
         ]
@@ -496,6 +502,15 @@ class _Progress:
         else:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _screen(stream: TextIO) -> tuple[int, int] | None:
+    """(columns, lines) of the terminal ``stream`` writes to; None when it is not one."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    return size.columns, size.lines
 
 
 def _count(name: str, done: int, total: int | None) -> str:

@@ -196,6 +196,46 @@ def test_progress_without_tqdm_is_one_line(
     assert err.endswith(f"prepare {N}/{N} | crunch {N}/{N} | label {N}/{N}\n")
 
 
+def test_progress_in_a_terminal_of_no_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pseudo-terminal nobody sized reports 0 x 0: the bars are drawn all the same."""
+    import fcntl
+    import io
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the slave side is closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    terminal = io.TextIOWrapper(io.FileIO(slave, "w"), encoding="utf-8", write_through=True)
+    try:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        slow_middle().run(progress=True)
+    finally:
+        monkeypatch.undo()
+        terminal.close()
+        reader.join(timeout=10)
+        os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    for name in ("prepare", "crunch", "label"):
+        assert any(name in line and f"{N}/{N}" in line for line in text.split("\r")), text
+
+
 def test_no_progress_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
     slow_middle().run()
     assert capsys.readouterr().err == ""
