@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -99,8 +100,6 @@ def _cpu_ticks() -> tuple[int, int]:
 
 def _tree_cpu() -> float:
     """CPU seconds of this process and of the children it has waited for."""
-    import resource
-
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -131,9 +130,9 @@ class HostMeter:
 def run_child(
     system: str, workload: str, *, quick: bool, timeout: float, env: dict[str, str]
 ) -> dict[str, Any]:
-    """One measurement in a fresh process; taken again (``RETRIES`` times at most) when the host
-    took more than ``DISTURBED`` of the machine meanwhile (and ``DISTURBED_S`` at least). Ray's runs are never taken again:
-    its own daemons count as the host's."""
+    """One measurement in a fresh process; taken again (``RETRIES`` times at most) when the
+    host took more than ``DISTURBED`` of the machine meanwhile (and ``DISTURBED_S`` at least).
+    Ray's runs are never taken again: its own daemons count as the host's."""
     result: dict[str, Any] = {}
     for attempt in range(1 + (0 if system == RAY else RETRIES)):
         meter = HostMeter()
