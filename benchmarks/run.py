@@ -137,9 +137,8 @@ def run_child(
     for attempt in range(1 + (0 if system == RAY else RETRIES)):
         meter = HostMeter()
         result = _run_child_once(system, workload, quick=quick, timeout=timeout, env=env)
-        result["host"] = meter.read(cores())
+        host = result["host"] = meter.read(cores())
         result["attempts"] = attempt + 1
-        host = result["host"]
         taken = host["steal_s"] + host["foreign_s"]
         if result.get("status") != "ok" or host["share"] <= DISTURBED or taken < DISTURBED_S:
             break
