@@ -23,11 +23,17 @@ refers to the views any more: every view of a message, however derived (slices, 
 arrays built on them), holds a reference to the message's own managed buffer, whose reference
 count ``settle()`` reads. A view kept by the stage pins its segment, never corrupts it.
 
-Copy or views: otherwise the decoder copies each buffer out into a fresh ``bytearray`` and marks
-the segment consumed at once. Views would pin the segment for as long as any returned array lives
+Copy or views: otherwise the decoder copies each buffer out into a fresh buffer and marks the
+segment consumed at once. Views would pin the segment for as long as any returned array lives
 (possibly forever: the encoder would then need new segments, which fault just the same) and
 mmap.close() fails while views exist. The copy is cheap: glibc keeps freed multi-MB blocks on
 its heap (its mmap threshold adapts), so steady-state copies land on already-mapped pages.
+Copies without the GIL: when this process has imported numpy (as it has when items are arrays),
+both copies go through ``numpy.copyto``, which releases the GIL, and the fresh buffer is an
+uninitialised ``numpy.empty`` uint8 array (a fresh ``bytearray`` is either filled by a copy that
+holds the GIL or zero-filled first, 60 us per 4 MB under the GIL). The caller's feeder thread
+copies in while its result thread copies out; under the GIL the two copies took turns. 4 MB arrays through 2 identity stages, interleaved
+A/B: +5-7% MB/s. Without numpy the buffer is a ``bytearray``, copied under the GIL.
 Measured with /tmp/transport_bench.py (200 x 4 MB arrays between two processes, medians of 3,
 noisy 2-core VM): pickle + send_bytes 390-510 MB/s; Encoder/Decoder 3-10 GB/s (fork and spawn
 alike); unsafe views instead of the copy 12-16 GB/s. The transport is no longer the bottleneck.
@@ -57,6 +63,21 @@ SHARED: Final = b"S"  # a protocol-5 pickle always starts with b"\x80": never am
 _MAGIC: Final = SHARED
 _FIXED: Final = struct.Struct("<cQIIH")  # magic, gen, out-of-band count, bytes count, name len
 _ALIGN: Final = 64  # buffer offsets: cache-line aligned, enough for any numpy dtype
+
+
+def _numpy() -> Any:
+    """numpy if this process has imported it, else None (never imported here: it costs 50 ms)."""
+    return sys.modules.get("numpy")
+
+
+def _copy_out(mm: mmap.mmap, view: memoryview, offset: int, size: int) -> Any:
+    """A writable copy of ``size`` bytes at ``offset``: without the GIL when numpy is loaded."""
+    np = _numpy()
+    if np is None or not size:
+        return bytearray(view[offset : offset + size])
+    out = np.empty(size, np.uint8)
+    np.copyto(out, np.frombuffer(mm, np.uint8, size, offset))
+    return out
 
 
 def _round(n: int) -> int:
@@ -107,7 +128,7 @@ class _BytesPickler(pickle.Pickler):
 
 
 class _BytesUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, buffers: list[bytearray], big: list[bytes]) -> None:
+    def __init__(self, data: bytes, buffers: list[Any], big: list[bytes]) -> None:
         super().__init__(io.BytesIO(data), buffers=buffers)
         self.big = big
 
@@ -171,8 +192,12 @@ class Encoder:
         # The generation first: a reader misusing an old message then fails its second check.
         seg.gen += 1
         struct.pack_into("<Q", seg.mm, _WRITTEN, seg.gen)
+        np = _numpy()
         for raw, off, size in zip(raws, offsets, sizes, strict=True):
-            seg.mm[off : off + size] = raw
+            if np is not None and size:
+                np.copyto(np.frombuffer(seg.mm, np.uint8, size, off), np.frombuffer(raw, np.uint8))
+            else:
+                seg.mm[off : off + size] = raw
         name = os.path.basename(seg.path).encode()
         head = _FIXED.pack(_MAGIC, seg.gen, len(oob), len(big), len(name))
         return b"".join((head, name, struct.pack(f"<{2 * len(raws)}Q", *offsets, *sizes), data))
@@ -247,7 +272,7 @@ class Decoder:
         view = memoryview(mm)
         try:
             copies = [
-                bytearray(view[o : o + s])
+                _copy_out(mm, view, o, s)
                 for o, s in zip(offsets[:n_oob], sizes[:n_oob], strict=True)
             ]
             big = [

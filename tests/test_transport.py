@@ -303,3 +303,34 @@ def test_a_kept_view_pins_its_segment_whatever_derives_from_it(prefix: str) -> N
     finally:
         enc.close()
         dec.close()
+
+
+@pytest.mark.parametrize("with_numpy", [True, False], ids=["numpy-copies", "bytearray-copies"])
+def test_copies_are_the_readers_own_with_or_without_numpy(
+    prefix: str, with_numpy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both copy paths (numpy's, without the GIL; bytearray's) give writable arrays of their own."""
+    from olympipe_typed import _transport
+
+    if not with_numpy:
+        monkeypatch.setattr(_transport, "_numpy", lambda: None)
+    enc, dec = Encoder(prefix), Decoder()
+    sent: list[np.ndarray[Any, Any]] = [
+        array(1),
+        np.arange(1000, dtype=np.int16),
+        array(2, MB4 + 8),
+    ]
+    data = enc.encode(sent)
+    assert data[:1] == b"S"
+    got = cast("list[np.ndarray[Any, Any]]", dec.decode(data))
+    later = enc.encode([array(9), array(9), array(9, size=MB4 + 8)])  # reuses the segment
+    for s, g in zip(sent, got, strict=True):
+        assert g.flags.writeable
+        assert g.dtype == s.dtype
+        np.testing.assert_array_equal(g, s)  # not overwritten by the next message
+    got[0][:] = 5.0
+    assert float(got[0][0]) == 5.0
+    assert float(cast("list[np.ndarray[Any, Any]]", dec.decode(later))[0][0]) == 9.0
+    enc.close()
+    dec.close()
+    assert leftovers(prefix) == []
