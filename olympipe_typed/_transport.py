@@ -70,13 +70,13 @@ def _numpy() -> Any:
     return sys.modules.get("numpy")
 
 
-def _copy_out(mm: mmap.mmap, view: memoryview, offset: int, size: int) -> Any:
+def _copy_out(view: memoryview, offset: int, size: int) -> Any:
     """A writable copy of ``size`` bytes at ``offset``: without the GIL when numpy is loaded."""
     np = _numpy()
     if np is None or not size:
         return bytearray(view[offset : offset + size])
     out = np.empty(size, np.uint8)
-    np.copyto(out, np.frombuffer(mm, np.uint8, size, offset))
+    np.copyto(out, np.frombuffer(view, np.uint8, size, offset))
     return out
 
 
@@ -272,8 +272,7 @@ class Decoder:
         view = memoryview(mm)
         try:
             copies = [
-                _copy_out(mm, view, o, s)
-                for o, s in zip(offsets[:n_oob], sizes[:n_oob], strict=True)
+                _copy_out(view, o, s) for o, s in zip(offsets[:n_oob], sizes[:n_oob], strict=True)
             ]
             big = [
                 bytes(view[o : o + s]) for o, s in zip(offsets[n_oob:], sizes[n_oob:], strict=True)
