@@ -32,8 +32,9 @@ Copies without the GIL: when this process has imported numpy (as it has when ite
 both copies go through ``numpy.copyto``, which releases the GIL, and the fresh buffer is an
 uninitialised ``numpy.empty`` uint8 array (a fresh ``bytearray`` is either filled by a copy that
 holds the GIL or zero-filled first, 60 us per 4 MB under the GIL). The caller's feeder thread
-copies in while its result thread copies out; under the GIL the two copies took turns. 4 MB arrays through 2 identity stages, interleaved
-A/B: +6% MB/s (medians of 10 rounds, twice). Without numpy the buffer is a ``bytearray``, copied under the GIL.
+copies in while its result thread copies out; under the GIL the two copies took turns. 4 MB
+arrays through 2 identity stages, interleaved A/B: +6% MB/s (medians of 10 rounds, twice).
+Without numpy the buffer is a ``bytearray``, copied under the GIL.
 Measured with /tmp/transport_bench.py (200 x 4 MB arrays between two processes, medians of 3,
 noisy 2-core VM): pickle + send_bytes 390-510 MB/s; Encoder/Decoder 3-10 GB/s (fork and spawn
 alike); unsafe views instead of the copy 12-16 GB/s. The transport is no longer the bottleneck.
