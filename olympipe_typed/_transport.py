@@ -71,6 +71,15 @@ def _numpy() -> Any:
     return sys.modules.get("numpy")
 
 
+def _copy_in(mm: mmap.mmap, offset: int, raw: memoryview) -> None:
+    """``raw`` written at ``offset``: without the GIL when numpy is loaded."""
+    np = _numpy()
+    if np is None or not raw.nbytes:
+        mm[offset : offset + raw.nbytes] = raw
+    else:
+        np.copyto(np.frombuffer(mm, np.uint8, raw.nbytes, offset), np.frombuffer(raw, np.uint8))
+
+
 def _copy_out(view: memoryview, offset: int, size: int) -> Any:
     """A writable copy of ``size`` bytes at ``offset``: without the GIL when numpy is loaded."""
     np = _numpy()
@@ -193,12 +202,8 @@ class Encoder:
         # The generation first: a reader misusing an old message then fails its second check.
         seg.gen += 1
         struct.pack_into("<Q", seg.mm, _WRITTEN, seg.gen)
-        np = _numpy()
-        for raw, off, size in zip(raws, offsets, sizes, strict=True):
-            if np is not None and size:
-                np.copyto(np.frombuffer(seg.mm, np.uint8, size, off), np.frombuffer(raw, np.uint8))
-            else:
-                seg.mm[off : off + size] = raw
+        for raw, off in zip(raws, offsets, strict=True):
+            _copy_in(seg.mm, off, raw)
         name = os.path.basename(seg.path).encode()
         head = _FIXED.pack(_MAGIC, seg.gen, len(oob), len(big), len(name))
         return b"".join((head, name, struct.pack(f"<{2 * len(raws)}Q", *offsets, *sizes), data))
