@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test demo bench lint typecheck pytest clean
+.PHONY: test demo bench lint typecheck pytest dist wheeltest clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,24 @@ typecheck: $(STAMP)
 	$(VENV)/bin/basedpyright
 	MYPYPATH=stubs $(PY) -m mypy.stubtest cloudpickle --allowlist stubs/stubtest-allowlist.txt
 
+# The suite against the checkout (editable install): the quick loop while working.
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+# What users install: the sdist, and the wheel built from it, checked against the source tree.
+dist: $(STAMP)
+	rm -rf dist
+	mkdir -p build
+	$(PY) -m build --outdir dist . > build/dist.log 2>&1 || (cat build/dist.log; exit 1)
+	@echo "built: $$(cd dist && ls)"
+	$(PY) tools/check_dist.py dist
+
+# The suite against the installed wheel, in virtual environments of its own: Python 3.11
+# (whole suite; conformance and fault tests again under forkserver and spawn), 3.12, 3.13.
+wheeltest: dist
+	$(PY) tools/wheeltest.py dist
+
+test: lint typecheck wheeltest
 
 demo: $(STAMP)
 	$(PY) -m examples.images
@@ -41,4 +55,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

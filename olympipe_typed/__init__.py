@@ -8,6 +8,8 @@
 [0, 2, 4, 6, 8]
 """
 
+from typing import TYPE_CHECKING
+
 from ._errors import PipelineError as PipelineError
 from ._errors import SourceError as SourceError
 from ._errors import StageError as StageError
@@ -27,7 +29,21 @@ from ._stage import filter_stage as filter_stage
 from ._stage import flat_stage as flat_stage
 from ._stage import stage as stage
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        """``__version__``, read from the installed package's metadata when first asked for:
+        importing ``importlib.metadata`` costs 15-30 ms, which a run's start-up does not pay."""
+        if name != "__version__":
+            msg = f"module {__name__!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+        from importlib.metadata import version
+
+        value = globals()["__version__"] = version("olympipe_typed")
+        return value
+
 
 __all__ = [
     "Batch",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
+import sysconfig
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 import pytest
 from processes import workers
 
+import olympipe_typed
 from olympipe_typed import Pipeline, run_all
 
 if TYPE_CHECKING:
@@ -18,8 +23,50 @@ if TYPE_CHECKING:
 
     from olympipe_typed._pipeline import Backend
 
-# The backends that must give the inline backend's results.
-BACKENDS = ["inline", "thread", "process", "ray"]
+# The backends that must give the inline backend's results; `-m "not ray"` leaves Ray out.
+BACKENDS = ["inline", "thread", "process", pytest.param("ray", marks=pytest.mark.ray)]
+
+
+def pytest_report_header() -> list[str]:
+    """Say which package the tests import and which start method is the default."""
+    where = Path(olympipe_typed.__file__).parent
+    return [
+        f"olympipe_typed {olympipe_typed.__version__} from {where}",
+        f"default start method: {multiprocessing.get_start_method()}",
+    ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs Ray with ``ray``: test_ray.py, tests using its fixtures, and
+    tests run with ``backend="ray"``."""
+    for item in items:
+        fixtures: list[str] = getattr(item, "fixturenames", [])
+        callspec = getattr(item, "callspec", None)
+        params: dict[str, object] = callspec.params if callspec is not None else {}
+        if (
+            item.path.name == "test_ray.py"
+            or {"ray_local", "ray_session"} & set(fixtures)
+            or params.get("backend") == "ray"
+        ):
+            item.add_marker(pytest.mark.ray)
+
+
+def pytest_sessionstart() -> None:
+    """Under tools/wheeltest.py, refuse to test anything but the installed wheel, and check that
+    the start method the run asked for is the default one."""
+    if os.environ.get("OLYMPIPE_TYPED_TEST_INSTALLED"):
+        where = Path(olympipe_typed.__file__).resolve().parent
+        site = Path(sysconfig.get_paths()["purelib"]).resolve()
+        if where.parent != site:
+            msg = f"testing {where}, not the wheel installed in {site}"
+            raise pytest.UsageError(msg)
+    wanted = os.environ.get("OLYMPIPE_TYPED_TEST_START_METHOD")
+    if wanted and multiprocessing.get_start_method() != wanted:
+        msg = (
+            f"asked for {wanted} by default, got {multiprocessing.get_start_method()} ({sys.path})"
+        )
+        raise pytest.UsageError(msg)
+
 
 # Conformance tests about what Ray does not tell or does differently, with the reason.
 RAY_DIFFERENCES = {
@@ -52,8 +99,8 @@ def ray_session() -> Iterator[Any]:
 
 @pytest.fixture
 def ray_local(ray_session: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A local Ray for backend="ray" to join: 2 CPUs, no dashboard; again after a test that
-    ran its own cluster. Fails the test if a stage actor is still alive after it.
+    """A local Ray for backend="ray" to join: 2 CPUs, no dashboard; started again if a test
+    shut it down. Fails the test if a stage actor is still alive after it.
 
     The conformance modules' stages travel by value (test_ray's own, by reference): an actor
     then need not import the test module, and pytest with it (~0.2 s of CPU per actor).

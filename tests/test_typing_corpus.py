@@ -195,6 +195,10 @@ def test_basedpyright_reports_every_stripped_mistake(stripped: StrippedCorpus) -
         [
             *_basedpyright_command(),
             "--outputjson",
+            # The packages of this interpreter (the wheel's test venv, say), not of whatever
+            # `python` comes first on PATH.
+            "--pythonpath",
+            sys.executable,
             "--project",
             str(ROOT / "pyproject.toml"),
             str(stripped.directory),

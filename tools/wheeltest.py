@@ -1,0 +1,206 @@
+"""Run the test suite against the built wheel, as a user installs it, on every supported Python.
+
+    python tools/wheeltest.py dist/            # every leg below, then one summary line
+
+Each leg installs the wheel (not the checkout: no editable install, no path entry) into a
+virtual environment made anew for the run, copies the tests and examples to a folder that
+holds no ``olympipe_typed/``, and runs pytest there. The tests check at start that they
+import the installed package (tests/conftest.py), so a module missing from the wheel fails
+the suite. A Python missing from the machine is said in one line, never skipped silently.
+
+Legs (about 12 minutes in all on a 2-core machine):
+- 3.11, fork (the default on Linux before 3.14): the whole suite, Ray and the demo included.
+- 3.11 with forkserver, then spawn, as the default start method (3.14 makes forkserver the
+  default on Linux, macOS has spawn): the conformance and fault tests.
+- 3.12 and 3.13: the conformance tests of every backend but Ray, the fault tests, the
+  examples and the typing corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "wheeltest"
+# What the tests read besides themselves: examples, docs they check, checker configurations.
+TREE = ["tests", "examples", "docs", "stubs", "README.md", "CHANGELOG.md", "mypy.ini",
+        "pyproject.toml"]  # fmt: skip
+# The conformance tests (every backend against inline, each start method of the process
+# backend), the fault tests and the typing corpus.
+CORE = [
+    "tests/test_composition.py",
+    "tests/test_stages.py",
+    "tests/test_errors.py",
+    "tests/test_fluent.py",
+    "tests/test_olympipe_readme.py",
+    "tests/test_process_backend.py",
+    "tests/test_faults.py",
+    "tests/test_property.py",
+]
+EXTRA = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py", "tests/test_typing_corpus.py",
+         "tests/test_exports.py", "tests/test_docs.py"]  # fmt: skip
+SUMMARY = re.compile(r"=+ (?P<body>.*\d+ (?:passed|failed|error).*?) in [\d.]+s")
+
+
+@dataclass
+class Leg:
+    """One pytest run: a Python, a default start method, the tests, the extras installed."""
+
+    python: str
+    start_method: str  # "" leaves the interpreter's default
+    tests: list[str]
+    extras: str
+    deselect: str = ""  # a pytest -m expression
+    outcome: str = ""  # pytest's counts, or why the leg did not run
+    ok: bool = True
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        method = self.start_method or "fork"
+        scope = "whole suite" if self.tests == ["tests"] else "conformance, faults"
+        return f"Python {self.python}, {method}, {scope}"
+
+
+def legs() -> list[Leg]:
+    """The legs of ``make test``, in the order they run."""
+    core_and_extra = [*CORE, *EXTRA]
+    return [
+        Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot"),
+        Leg("3.11", "forkserver", CORE, "dev,demo", "not ray"),
+        Leg("3.11", "spawn", CORE, "dev,demo", "not ray"),
+        Leg("3.12", "", core_and_extra, "dev,demo", "not ray"),
+        Leg("3.13", "", core_and_extra, "dev,demo", "not ray"),
+    ]
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version`` ("3.12"): on PATH, else under pyenv; None if none runs."""
+    pyenv = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin/python{version}"))[::-1]
+    for exe in candidates:
+        if not exe:
+            continue
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return exe
+    return None
+
+
+def venv_for(version: str, exe: str, wheel: Path, extras: str) -> Path:
+    """A virtual environment made anew, with the wheel and its ``extras`` installed from it."""
+    venv = WORK / f"venv-{version}"
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([exe, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, f"{wheel}[{extras}]"], check=True)
+    return python
+
+
+def tree_for(version: str) -> Path:
+    """A copy of what the tests read, without the package: they can import only the wheel's."""
+    tree = WORK / f"tree-{version}"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    for name in TREE:
+        src = ROOT / name
+        if src.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", ".mypy_cache")
+            shutil.copytree(src, tree / name, ignore=ignore)
+        else:
+            shutil.copy2(src, tree / name)
+    assert not (tree / "olympipe_typed").exists()
+    return tree
+
+
+def run_leg(leg: Leg, python: Path, tree: Path) -> None:
+    """Run pytest for ``leg``; record its counts."""
+    env = dict(os.environ)
+    env["OLYMPIPE_TYPED_TEST_INSTALLED"] = "1"  # conftest: fail unless the wheel is imported
+    env.pop("PYTHONPATH", None)
+    if leg.start_method:
+        # Every Python process of the run starts with this default, as 3.14 does with its own:
+        # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
+        env["OLYMPIPE_TYPED_TEST_START_METHOD"] = leg.start_method
+        env["PYTHONPATH"] = str(tree / "tests" / "site")
+    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", *leg.tests]
+    if leg.deselect:
+        command += ["-m", leg.deselect]
+    print(f"\n=== {leg.label}: {' '.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    leg.seconds = time.monotonic() - started
+    sys.stdout.write(done.stdout[-20000:] if done.returncode else _tail(done.stdout, 6))
+    sys.stdout.write(done.stderr[-5000:])
+    found = SUMMARY.findall(done.stdout)
+    leg.outcome = found[-1] if found else f"pytest exited {done.returncode} without a summary"
+    leg.ok = done.returncode == 0
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:]) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Test the built wheel on every supported Python.")
+    parser.add_argument("dist", type=Path, help="the folder `python -m build` wrote")
+    parser.add_argument("--only", default="", help="run the legs of these Pythons (3.12,3.13)")
+    args = parser.parse_args()
+    wheels = sorted(args.dist.glob("olympipe_typed-*.whl"))
+    if len(wheels) != 1:
+        print(f"expected one wheel in {args.dist}, found {[w.name for w in wheels]}")
+        return 2
+    wheel = wheels[0].resolve()
+    print(f"testing {wheel.name}, installed in a virtual environment of its own per Python")
+    todo = legs()
+    if args.only:
+        todo = [leg for leg in todo if leg.python in args.only.split(",")]
+    envs: dict[str, tuple[Path, Path] | None] = {}
+    for leg in todo:
+        if leg.python not in envs:
+            exe = find_python(leg.python)
+            if exe is None:
+                envs[leg.python] = None
+            else:
+                wanted = {e for lg in todo if lg.python == leg.python for e in lg.extras.split(",")}
+                extras = ",".join(sorted(wanted))
+                print(f"\n=== Python {leg.python} ({exe}): installing {wheel.name}[{extras}]")
+                envs[leg.python] = (venv_for(leg.python, exe, wheel, extras), tree_for(leg.python))
+        env = envs[leg.python]
+        if env is None:
+            leg.outcome = f"NOT RUN: Python {leg.python} is not on this machine"
+            print(f"\n=== {leg.label}: {leg.outcome}", flush=True)
+            continue
+        run_leg(leg, *env)
+    print("\n=== the wheel's tests, per Python and start method")
+    passed = failed = skipped = 0
+    for leg in todo:
+        print(f"{leg.label:<45} {leg.seconds:6.0f} s  {leg.outcome}")
+        counts = {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", leg.outcome)}
+        passed += counts.get("passed", 0)
+        failed += counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
+        skipped += counts.get("skipped", 0)
+        failed += 0 if leg.ok else int(not counts.get("failed"))
+    print(f"wheel: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if all(leg.ok for leg in todo) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
