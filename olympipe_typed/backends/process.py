@@ -53,7 +53,7 @@ from .._report import WorkerStats
 from .._transport import SHARED, SHM_DIR, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
     from .._graph import Graph, Node
     from .._ops import Op, Processor
@@ -293,10 +293,18 @@ class _Writer:
         seq, final, items, keys = msg
         if keys is not None and self.ranks is not None and child in self.ranks:
             rank = self.ranks[child]
-            return self.encoder.encode((seq, final, items, [(*k, rank) for k in keys]))
+            return self._encode((seq, final, items, [(*k, rank) for k in keys]))
         if shared is not None and not shared.startswith(SHARED):
             return shared
-        return self.encoder.encode(msg)
+        return self._encode(msg)
+
+    def _encode(self, msg: Message) -> bytes:
+        try:
+            return self.encoder.encode(msg)
+        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
+            # An OSError from an item's __getstate__ (a file gone) is the item's failure, not
+            # a closed pipe: it must never pass for the end of the run.
+            raise _Unencodable from exc
 
     def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
         shared: bytes | None = None
@@ -324,6 +332,14 @@ class _Writer:
 
 class _Stopped(Exception):
     """The run is being torn down (thread backend): leave quietly."""
+
+
+class _Unencodable(Exception):
+    """An item of a message could not be pickled; ``__cause__`` says why."""
+
+
+class _Undecodable(Exception):
+    """A message could not be unpickled; ``__cause__`` says why."""
 
 
 def _unpicklable(stage: str, items: list[Any], where: str) -> StageError:
@@ -385,11 +401,25 @@ def _caller_log_level() -> int | None:
 
 
 def _recv(conn: Connection, decoder: Decoder, *, borrow: bool = False) -> Message | None:
-    data = conn.recv_bytes()
+    data = conn.recv_bytes()  # EOFError, OSError: the writer is gone
     if data == END:
         return None
-    msg = cast("Message", decoder.decode(data, borrow=borrow))
+    try:
+        msg = cast("Message", decoder.decode(data, borrow=borrow))
+    except Exception as exc:  # an item's class missing here, a __setstate__ that raises...
+        # ...even EOFError, which must not pass for a closed pipe (the run would hang).
+        raise _Undecodable from exc
     return msg
+
+
+def _unreadable(stage: str, upstream: str, exc: BaseException) -> StageError:
+    """A StageError for an item ``stage`` received from ``upstream`` but cannot unpickle."""
+    cause = exc.__cause__ if isinstance(exc, _Undecodable) else exc
+    item = f"<an item from {upstream} that could not be unpickled>"
+    msg = f"{type(cause).__name__}: {cause}"
+    err = StageError(stage, item, msg)
+    err.__cause__ = cause
+    return err
 
 
 # --- one worker ---
@@ -413,12 +443,15 @@ def _worker_main(
     log_level: int | None,
     ledger: _Credits | None,
     credit_in: list[list[int | None]],
+    upstream: str,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     parent = os.getppid()
     control = _Control(control_conn)
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the caller's (_Signals)
+        _settle_in_process()
         _watch_parent(prefix)
         if log_level is not None:
             _forward_logs(control, name, log_level)
@@ -446,6 +479,8 @@ def _worker_main(
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
             raise StageError(name, "<none: in close()>", msg) from exc
+    except _Undecodable as exc:
+        _report(control, name, _unreadable(name, upstream, exc))
     except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
         # Torn down, or a neighbour died: the caller reports what happened. Or the caller
         # itself died: its pipes close a moment before the kernel gives us a new parent.
@@ -468,6 +503,24 @@ def _worker_main(
             # The caller died (we saw its pipes close): its cleanup will never run.
             with contextlib.suppress(OSError):
                 cleanup(prefix)
+
+
+def _settle_in_process() -> None:
+    """Make a new worker process a clean host for its stage.
+
+    - A forked child inherits the parent's ``concurrent.futures`` bookkeeping: forked from a
+      pool's thread, its exit hook would join that thread, now the child's own, and fail
+      ("cannot join current thread"), so the worker would exit with code 1 after its work.
+      Those threads do not exist here: forget them.
+    - multiprocessing forbids daemonic processes to have children; a stage that runs a
+      pipeline of its own needs them. Our workers need no daemon flag inside: the caller
+      stops them, and each one exits by itself when its parent dies (``_watch_parent``).
+    """
+    futures_thread = sys.modules.get("concurrent.futures.thread")
+    if futures_thread is not None:
+        futures_thread._threads_queues.clear()
+    me: Any = multiprocessing.current_process()
+    me._config.pop("daemon", None)
 
 
 def _watch_parent(prefix: str) -> None:
@@ -502,6 +555,9 @@ def _report(control: _Control, name: str, exc: BaseException) -> None:
     err = exc if ours else None
     try:
         payload = pickle.dumps(("error", name, err, cause, tb))
+        # An exception may pickle and yet not unpickle (an __init__ with two arguments and
+        # args holding one, as botocore's ClientError): the caller must not meet that.
+        pickle.loads(payload)
     except Exception:
         what = f"{type(cause).__name__}: {cause}" if cause is not None else ""
         payload = pickle.dumps(
@@ -512,8 +568,9 @@ def _report(control: _Control, name: str, exc: BaseException) -> None:
 
 
 def _picklable(obj: object) -> bool:
+    """Whether ``obj`` survives a trip through pickle (both ways)."""
     try:
-        pickle.dumps(obj)
+        pickle.loads(pickle.dumps(obj))
     except Exception:
         return False
     return True
@@ -603,7 +660,10 @@ class _Worker:
         self._process(tails)
         self.proc.flush(self._emit_flush)
         keys = self.out_keys if self.keyed else None
-        self.writer.tail(self.out, keys)
+        try:
+            self.writer.tail(self.out, keys)
+        except _Unencodable as exc:
+            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc.__cause__
         self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
         self.writer.end()
@@ -818,10 +878,8 @@ class _Worker:
         started = time.perf_counter()
         try:
             self.writer.send(self.seq, final, self.out, keys)
-        except (OSError, _Stopped):
-            raise  # the run is being torn down
-        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
-            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc
+        except _Unencodable as exc:
+            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc.__cause__
         self.stats.blocked += time.perf_counter() - started
         self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
@@ -938,6 +996,7 @@ class _Run:
                         ]
                         for p in node.parents
                     ],
+                    ", ".join(repr(graph.nodes[p].name) for p in node.parents) or "the source",
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -1027,6 +1086,11 @@ class _Run:
                     continue
                 try:
                     msg = _recv(obj, self.decoder)
+                except _Undecodable as exc:
+                    name = self.graph.nodes[self.graph.outputs[index]].name
+                    what = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
+                    item = "<an output that could not be unpickled in the caller>"
+                    raise StageError(name, item, what) from exc.__cause__
                 except (EOFError, OSError):
                     self._lost(index)
                     raise
@@ -1082,7 +1146,11 @@ class _Run:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return False  # the worker finished and closed its end
-        report = pickle.loads(data)
+        try:
+            report = pickle.loads(data)
+        except Exception as exc:  # _report checks its errors round-trip; this is a last guard
+            what = f"a report of this stage's worker could not be unpickled: {exc!r}"
+            raise StageError(name, "<unknown>", what) from exc
         kind = report[0]
         if kind == "cost":
             _, cost, worker, items_in, items_out = report
@@ -1420,15 +1488,15 @@ class _Feeder:
         try:
             self.writer.send(self.seq, True, items, keys)
             self.item_bytes = self.writer.encoder.last_size / len(items)
-        except (OSError, _Stopped):
-            self._end()  # the run is being torn down: the caller knows why
-        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
+        except _Unencodable as exc:  # before the OSErrors: an item's own may be one
             receivers = ", ".join(repr(n) for n in self.receivers)
             where = f"to stage {receivers}" if receivers else "to the caller"
             name = self.receivers[0] if self.receivers else self.node.name
             self.error = _unpicklable(name, items, where)
-            self.error.__cause__ = exc
+            self.error.__cause__ = exc.__cause__
             self._end()
+        except (OSError, _Stopped):
+            self._end()  # the run is being torn down: the caller knows why
         self.seq += 1
         return len(items)
 
@@ -1467,9 +1535,62 @@ def execute(
         start_method=start_method,
         recorder=recorder,
     )
+    signals = _Signals()
     try:
+        signals.catch_sigterm()
         run.start()
         yield from run.results()
         run.finish()
     finally:
-        run.close()
+        with signals.held():
+            run.close()
+
+
+class _Terminated(BaseException):
+    """SIGTERM reached the caller during a run: tear the run down, then die by that signal."""
+
+
+class _Signals:
+    """The caller's signals during a run, in its main thread (where Python handles them).
+
+    SIGTERM, what ``kill``, ``timeout``, Slurm and Kubernetes send to the whole process group,
+    would end the caller at once and leave the run's shared memory in /dev/shm until reboot
+    (its workers die of it too, so none of them cleans up). While a run is on and SIGTERM has
+    no handler of the user's, it raises ``_Terminated``; the run is torn down, and the caller
+    then dies of SIGTERM as it would have. During the teardown itself, a second Ctrl-C or a
+    SIGTERM is held, not raised: it would cut the cleanup short (and print a second traceback).
+    """
+
+    def __init__(self) -> None:
+        self.main = threading.current_thread() is threading.main_thread()
+        self.installed = False
+        self.terminated = False
+
+    def catch_sigterm(self) -> None:
+        if self.main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._raise)
+            self.installed = True
+
+    def _raise(self, signum: int, frame: object) -> None:
+        self.terminated = True
+        raise _Terminated
+
+    def _hold(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM:
+            self.terminated = True
+
+    @contextlib.contextmanager
+    def held(self) -> Generator[None]:
+        if not self.main:
+            yield
+            return
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGINT, self._hold)
+        signal.signal(signal.SIGTERM, self._hold)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, before[0])
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.installed else before[1])
+            if self.terminated:  # cleaned up: now die of it, or let the user's handler run
+                os.kill(os.getpid(), signal.SIGTERM)
