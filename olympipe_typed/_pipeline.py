@@ -328,22 +328,45 @@ class Pipeline(Generic[T_co]):
         task: Callable[[A], R],
         cache_dir: str | os.PathLike[str],
         count: int = 1,
+        *,
+        cache_key: str | None = None,
     ) -> Pipeline[CacheEnvelope[R]]: ...
     @overload
     def cached_task(
-        self, task: Callable[[T_co], R], cache_dir: str | os.PathLike[str], count: int = 1
+        self,
+        task: Callable[[T_co], R],
+        cache_dir: str | os.PathLike[str],
+        count: int = 1,
+        *,
+        cache_key: str | None = None,
     ) -> Pipeline[CacheEnvelope[R]]: ...
     def cached_task(
-        self, task: Callable[[Any], R], cache_dir: str | os.PathLike[str], count: int = 1
+        self,
+        task: Callable[[Any], R],
+        cache_dir: str | os.PathLike[str],
+        count: int = 1,
+        *,
+        cache_key: str | None = None,
     ) -> Pipeline[CacheEnvelope[R]]:
         """Apply ``task`` once per distinct item across runs, caching results in ``cache_dir``.
 
-        The key covers the function's code and the item; writes are atomic.
+        The key covers the item and what decides ``task``'s result: its code, closure,
+        defaults and the globals it reads (see the guide); ``cache_key`` replaces that
+        part, for a task that cannot be keyed or should keep its results across edits.
+        Entries are signed; an unreadable, unsigned or wrongly typed one is recomputed.
         ``uncache()`` turns the envelopes back into results. After another cached
         task, ``task`` gets the result inside each envelope (as olympipe does), and
         the previous step's key stands for the item.
+
+        Raises:
+            TypeError: something ``task`` reads cannot be pickled, and no ``cache_key`` is given.
         """
-        cached = _Cached(task, os.fspath(cache_dir))
+        # Imported here: only cached tasks pay for pickle, hashlib and cloudpickle.
+        from ._cache import Cached, function_key
+
+        if cache_key is not None:
+            _check_instance("cache_key", cache_key, str, "a str")
+        cached = Cached(task, os.fspath(cache_dir), function_key(task, cache_key))
         op = Op("map", cached, Options(workers=count), label=f"cached({label_of(task)})")
         return self._then(op)
 
@@ -451,60 +474,6 @@ class _Debug:
 
 def _uncache(envelope: CacheEnvelope[T]) -> T:
     return envelope.data
-
-
-@final
-class _Cached(Generic[T, R]):
-    """``cached_task``'s function: look the item up on disk, else compute and store atomically."""
-
-    def __init__(self, fn: Callable[[T], R], cache_dir: str) -> None:
-        # Imported here: only cached tasks pay for them.
-        import hashlib
-        import pickle
-
-        import cloudpickle
-
-        self.fn = fn
-        self.cache_dir = cache_dir
-        code = getattr(fn, "__code__", None)
-        # The function's identity in the key: its code and constants when it has them.
-        basis = (
-            pickle.dumps((code.co_code, repr(code.co_consts))) if code else cloudpickle.dumps(fn)
-        )
-        self.fn_hash = hashlib.sha256(basis).hexdigest()[:16]
-        self.__name__ = label_of(fn)
-
-    def __call__(self, item: T) -> CacheEnvelope[R]:
-        import hashlib
-        import pickle
-        import tempfile
-
-        import cloudpickle
-
-        if isinstance(item, CacheEnvelope):  # a chain of cached steps: the previous key says it
-            envelope = cast("CacheEnvelope[Any]", item)
-            identity, item = envelope.key.encode(), envelope.data
-        else:
-            identity = cloudpickle.dumps(item)
-        key = hashlib.sha256(self.fn_hash.encode() + identity).hexdigest()
-        folder = os.path.join(self.cache_dir, self.fn_hash)
-        path = os.path.join(folder, f"{key}.pkl")
-        try:
-            with open(path, "rb") as f:
-                return CacheEnvelope(pickle.load(f), key)
-        except FileNotFoundError:
-            pass
-        result = self.fn(item)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                cloudpickle.dump(result, f)
-            os.replace(tmp, path)  # atomic: a reader sees the old state or the whole file
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return CacheEnvelope(result, key)
 
 
 @overload
