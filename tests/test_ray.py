@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
@@ -22,7 +28,7 @@ from olympipe_typed import Pipeline, StageError, WorkerDied, run_all, source, st
 from olympipe_typed.backends.ray import _actor_options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from hypothesis.strategies import DrawFn
 
@@ -256,58 +262,80 @@ def test_property_ray_equals_inline(ray_local: Any, pipes: list[Pipeline[int]]) 
     _check(pipes, backend="ray")
 
 
-# -- a simulated two-node cluster --
+# -- a simulated two-node cluster, in a process of its own --
+
+# After a cluster_utils cluster was shut down in the pytest process, every fork-started worker
+# died of SIGSEGV on Python 3.13, in Ray's GlobalStateAccessor destructor (issue 22). So the
+# cluster, the pipeline run on it and Ray's daemons live in a child process and its session.
+CLUSTER_CHILD = Path(__file__).with_name("ray_cluster_child.py")
 
 
-def where(x: int) -> tuple[int, str]:
-    """The item and the Ray node the stage ran on."""
-    import ray
-
-    return x, str(ray.get_runtime_context().get_node_id())
-
-
-def also_where(p: tuple[int, str]) -> tuple[int, str, str]:
-    """The item, where the first stage ran, and where this one runs."""
-    import ray
-
-    return p[0], p[1], str(ray.get_runtime_context().get_node_id())
+def _session(sid: int) -> list[psutil.Process]:
+    """The processes of session ``sid`` that still run (a zombie only waits for its reaper)."""
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
 
 
-@pytest.fixture
-def two_nodes(ray_session: Any) -> Iterator[dict[str, str]]:
-    """Two Ray nodes on this machine, one with the resource "node_a", one with "node_b";
-    yields the node id of each. The session's local Ray is stopped meanwhile."""
-    cluster_utils = pytest.importorskip("ray.cluster_utils")
-    if ray_session.is_initialized():
-        ray_session.shutdown()
-    cluster: Any = cluster_utils.Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False},
-    )
-    try:
-        cluster.add_node(num_cpus=1, resources={"node_b": 1})
-        ray_session.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        nodes: dict[str, str] = {}
-        for node in ray_session.nodes():
-            for name in ("node_a", "node_b"):
-                if name in node["Resources"]:
-                    nodes[name] = node["NodeID"]
-        yield nodes
-    finally:
-        ray_session.shutdown()
-        cluster.shutdown()
+def _end_session(child: subprocess.Popen[bytes], wait: float) -> list[str]:
+    """Kill ``child``'s process group if it still runs, wait up to ``wait`` seconds for the rest
+    of its session to exit, then kill what is left; returns the command lines killed then."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + wait
+    while (left := _session(child.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Ray's workers each lead a process group of their own: only the session holds them all.
+    killed: list[str] = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            killed.append(" ".join(proc.cmdline()[:2]))
+            proc.kill()
+    psutil.wait_procs(left, timeout=5.0)
+    return killed
 
 
 @pytest.mark.timeout(180)
-def test_ray_stages_pinned_to_nodes_by_resources(two_nodes: dict[str, str]) -> None:
+def test_ray_stages_pinned_to_nodes_by_resources(tmp_path: Path) -> None:
     """Stages asking for a node's custom resource run on that node, with 2 workers there too."""
-    first = stage(where).options(resources={"node_a": 0.5}, workers=2)
-    second = stage(also_where).options(resources={"node_b": 1})
-    result = (source(range(10)) >> first >> second).run(backend="ray")
+    pytest.importorskip("ray.cluster_utils")
+    # Ray's files, and the address file a bare ray.init() joins, stay with this cluster; the path
+    # is short because Ray's socket paths must fit in 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="ray-")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = ray_tmp
+    out, err = tmp_path / "out.json", tmp_path / "err.txt"
+    try:
+        # Files, not pipes: a Ray daemon that inherited a pipe could hold it open after the child.
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            child = subprocess.Popen(
+                [sys.executable, str(CLUSTER_CHILD)],
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            returncode = child.wait(timeout=150)
+        finally:
+            killed = _end_session(child, wait=15.0)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert returncode == 0, err.read_text()
+    assert killed == [], f"processes outlived the child: {killed}"
+    found = json.loads(out.read_text())
+    nodes: dict[str, str] = found["nodes"]
+    result = [(x, a, b) for x, a, b in found["result"]]
     assert [x for x, _, _ in result] == list(range(10))
-    assert {a for _, a, _ in result} == {two_nodes["node_a"]}
-    assert {b for _, _, b in result} == {two_nodes["node_b"]}
+    assert {a for _, a, _ in result} == {nodes["node_a"]}
+    assert {b for _, _, b in result} == {nodes["node_b"]}
 
 
 # -- without Ray, and before ray.init() --
