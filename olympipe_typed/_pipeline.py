@@ -567,8 +567,13 @@ def run_all(
         check_types=check_types,
         start_method=start_method,
     )
-    for index, items in events:
-        results[index] += items
+    try:
+        for index, items in events:
+            results[index] += items
+    finally:
+        # At once, even when Ctrl-C lands here rather than inside the run: the traceback
+        # would keep the generator, and the run's workers, alive until it is dropped.
+        events.close()
     return tuple(results)
 
 
