@@ -34,6 +34,7 @@ Time-based stages (timeouts, temporal batches) wake up while waiting and send
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import multiprocessing
 import os
@@ -43,6 +44,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -1276,19 +1278,34 @@ class _Run:
         cleanup(self.prefix)
 
 
+class _StdlibShipper(pickle.Pickler):
+    """The standard pickle, except for the functions and classes of ``__main__``: those are
+    ``_ship.dumps``'s, which checks that the workers' import of the script has them (a
+    function defined under ``if __name__ == "__main__":`` is not there)."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, (type, types.FunctionType)) and obj.__module__ == "__main__":
+            msg = f"{obj.__qualname__} is defined in __main__"
+            raise pickle.PicklingError(msg)
+        return NotImplemented
+
+
 def _ship(op: Op, name: str) -> bytes:
     """``op`` pickled for its workers: by the standard pickle when it can (fast, no import),
-    else by cloudpickle (lambdas, closures, ``__main__``). Checked under every start
-    method, so a stage that would fail under spawn fails under fork too.
+    else by cloudpickle (lambdas, closures, ``__main__``: the script's functions and classes
+    by reference where the worker's import of the script has them, issue 22). Checked under
+    every start method, so a stage that would fail under spawn fails under fork too.
     """
     try:
-        return pickle.dumps(op, protocol=5)
+        file = io.BytesIO()
+        _StdlibShipper(file, protocol=5).dump(op)
+        return file.getvalue()
     except Exception:
         pass
-    import cloudpickle
+    from .._ship import dumps  # imports cloudpickle
 
     try:
-        return cloudpickle.dumps(op, protocol=5)
+        return dumps(op)
     except Exception as exc:
         msg = f"cannot pickle stage {name!r} to send it to its workers: {type(exc).__name__}: {exc}"
         raise StageError(name, "<none: shipping the stage>", msg) from exc
