@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple  # noqa: UP035
 
 import psutil
@@ -32,7 +33,6 @@ from olympipe_typed import Pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,7 +100,9 @@ def test_readme_parallel_workers() -> None:
     results = Pipeline(my_urls).task(slow_io, count=20).wait_for_result()
     elapsed = time.monotonic() - started
     assert results == [b"data"] * 40
-    assert elapsed < 5.0, f"{elapsed:.1f} s: fewer than 4 calls at a time (ideal: 1 s)"
+    # One call at a time would take 20 s, the ideal is 1 s; a loaded machine, or forkserver
+    # and spawn starting 20 workers, fall between (how fast: make bench's question).
+    assert elapsed < 10.0, f"{elapsed:.1f} s: fewer than 2 calls at a time (ideal: 1 s)"
 
 
 def slow_io_by_url(url: str) -> bytes:
@@ -217,10 +219,8 @@ def test_readme_step_caching_as_written() -> None:
     Six items instead of 100, and 0.2 s sleeps instead of 1 s. (The README's snippet also
     forgets ``import time``; olympipe runs it only with that import added.)
     """
-    timings: list[float] = []
     with tempfile.TemporaryDirectory() as cache_dir:
         # First run: computes everything, writes .pkl files
-        started = time.monotonic()
         results = (
             Pipeline(range(6))
             .cached_task(expensive_step_1, cache_dir=cache_dir)
@@ -228,10 +228,9 @@ def test_readme_step_caching_as_written() -> None:
             .uncache()
             .wait_for_result()
         )
-        timings.append(time.monotonic() - started)
+        written = _entries(cache_dir)
 
         # Second run: instant — reads from disk, skips all computation
-        started = time.monotonic()
         results_again = (
             Pipeline(range(6))
             .cached_task(expensive_step_1, cache_dir=cache_dir)
@@ -239,15 +238,25 @@ def test_readme_step_caching_as_written() -> None:
             .uncache()
             .wait_for_result()
         )
-        timings.append(time.monotonic() - started)
+        assert _entries(cache_dir) == written  # nothing computed, so nothing written again
     assert results == results_again == [1, 2, 5, 10, 17, 26]
-    assert timings[1] * 3 < timings[0], timings
+    assert len(written) == 12  # six items, two steps
 
 
-def _cached_run(cache_dir: str) -> tuple[list[int], float]:
-    """The README's cached pipeline with ``.uncache()`` after each cached step; its duration."""
-    started = time.monotonic()
-    results = (
+def _entries(cache_dir: str) -> dict[str, tuple[int, int]]:
+    """Each cache entry's (inode, mtime): an entry computed again is written anew (a new file
+    renamed over the old one), so these change. How much faster reading is: make bench's."""
+    found: dict[str, tuple[int, int]] = {}
+    for path in Path(cache_dir).rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            st = path.stat()
+            found[str(path)] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def _cached_run(cache_dir: str) -> list[int]:
+    """The README's cached pipeline with ``.uncache()`` after each cached step."""
+    return (
         Pipeline(range(6))
         .cached_task(expensive_step_1, cache_dir=cache_dir)
         .uncache()
@@ -255,21 +264,17 @@ def _cached_run(cache_dir: str) -> tuple[list[int], float]:
         .uncache()
         .wait_for_result()
     )
-    return results, time.monotonic() - started
 
 
-def test_readme_step_caching_second_run_is_much_faster(tmp_path: Path) -> None:
-    """A second run over the same cache reads every result from disk: same results, >= 3x faster.
-
-    The first run sleeps 6 x 0.2 s in each of two pipelined steps (about 1.4 s); the second
-    sleeps not at all.
-    """
+def test_readme_step_caching_second_run_computes_nothing(tmp_path: Path) -> None:
+    """A second run over the same cache reads every result from disk: same results, and no
+    entry computed (so written) again."""
     cache_dir = str(tmp_path / "cache")
-    results, first = _cached_run(cache_dir)
-    results_again, second = _cached_run(cache_dir)
-    assert results == results_again == [1, 2, 5, 10, 17, 26]
-    assert first > 1.2, f"the first run took {first:.2f} s: it did not compute"
-    assert second * 3 < first, f"first run {first:.2f} s, second {second:.2f} s"
+    results = _cached_run(cache_dir)
+    written = _entries(cache_dir)
+    assert len(written) == 12  # six items, two steps
+    assert _cached_run(cache_dir) == results == [1, 2, 5, 10, 17, 26]
+    assert _entries(cache_dir) == written
 
 
 # -- Temporal batching (streams) --

@@ -45,9 +45,11 @@ CORE = [
     "tests/test_process_backend.py",
     "tests/test_faults.py",
     "tests/test_property.py",
+    "tests/test_reliability.py",
 ]
-EXTRA = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py", "tests/test_typing_corpus.py",
-         "tests/test_exports.py", "tests/test_docs.py"]  # fmt: skip
+# What a user runs first: the package's own entry points, the examples, the image demo.
+FIRST = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py"]
+EXTRA = ["tests/test_typing_corpus.py", "tests/test_exports.py", "tests/test_docs.py"]
 SUMMARY = re.compile(r"=+ (?P<body>.*\d+ (?:passed|failed|error).*?) in [\d.]+s")
 
 
@@ -60,6 +62,7 @@ class Leg:
     tests: list[str]
     extras: str
     deselect: str = ""  # a pytest -m expression
+    backends: str = ""  # the conformance tests' backends, when not all
     outcome: str = ""  # pytest's counts, or why the leg did not run
     ok: bool = True
     seconds: float = 0.0
@@ -73,13 +76,14 @@ class Leg:
 
 def legs() -> list[Leg]:
     """The legs of ``make test``, in the order they run."""
-    core_and_extra = [*CORE, *EXTRA]
+    every_method = [*CORE, *FIRST]
+    every_python = [*CORE, *FIRST, *EXTRA]
     return [
         Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot"),
-        Leg("3.11", "forkserver", CORE, "dev,demo", "not ray"),
-        Leg("3.11", "spawn", CORE, "dev,demo", "not ray"),
-        Leg("3.12", "", core_and_extra, "dev,demo", "not ray"),
-        Leg("3.13", "", core_and_extra, "dev,demo", "not ray"),
+        Leg("3.11", "forkserver", every_method, "dev,demo", "not ray", "process"),
+        Leg("3.11", "spawn", every_method, "dev,demo", "not ray", "process"),
+        Leg("3.12", "", every_python, "dev,demo", "not ray"),
+        Leg("3.13", "", every_python, "dev,demo", "not ray"),
     ]
 
 
@@ -135,6 +139,8 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
     env = dict(os.environ)
     env["OLYMPIPE_TYPED_TEST_INSTALLED"] = "1"  # conftest: fail unless the wheel is imported
     env.pop("PYTHONPATH", None)
+    if leg.backends:
+        env["OLYMPIPE_TYPED_TEST_BACKENDS"] = leg.backends
     if leg.start_method:
         # Every Python process of the run starts with this default, as 3.14 does with its own:
         # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
@@ -145,17 +151,19 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
         command += ["-m", leg.deselect]
     print(f"\n=== {leg.label}: {' '.join(command[1:])}", flush=True)
     started = time.monotonic()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    lines: list[str] = []
+    with subprocess.Popen(
+        command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # as it comes: a leg takes minutes
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
     leg.seconds = time.monotonic() - started
-    sys.stdout.write(done.stdout[-20000:] if done.returncode else _tail(done.stdout, 6))
-    sys.stdout.write(done.stderr[-5000:])
-    found = SUMMARY.findall(done.stdout)
-    leg.outcome = found[-1] if found else f"pytest exited {done.returncode} without a summary"
-    leg.ok = done.returncode == 0
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:]) + "\n"
+    found = SUMMARY.findall("".join(lines[-50:]))
+    leg.outcome = found[-1] if found else f"pytest exited {proc.returncode} without a summary"
+    leg.ok = proc.returncode == 0
 
 
 def main() -> int:
