@@ -288,3 +288,36 @@ def test_issue_22_the_dev_extra_has_what_the_tests_import() -> None:
             if not provided & names:
                 missing[module] = path.name
     assert missing == {}
+
+
+CLOSED_ELSEWHERE = """
+import itertools, os, signal, threading
+from olympipe_typed import source, stage
+
+def same(x: int) -> int:
+    return x
+
+if __name__ == "__main__":
+    stream = (source(itertools.count()) >> stage(same)).stream()
+    assert next(stream) == 0
+    closer = threading.Thread(target=stream.close)  # the teardown runs in this thread
+    closer.start()
+    closer.join()
+    print("closed", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)  # no run on: the default action, at once
+    print("still alive", flush=True)
+"""
+
+
+def test_issue_22_a_stream_closed_in_another_thread_leaves_sigterm_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """A stream closed from another thread tears down without error, and a later SIGTERM ends
+    the process as if no run had been."""
+    script = tmp_path / "closed_elsewhere.py"
+    script.write_text(CLOSED_ELSEWHERE)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout == "closed\n", done.stderr
+    assert done.returncode == -signal.SIGTERM, done.stderr

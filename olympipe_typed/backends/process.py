@@ -1563,6 +1563,10 @@ def execute(
             run.close()
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 class _Terminated(BaseException):
     """SIGTERM reached the caller during a run: tear the run down, then die by that signal."""
 
@@ -1579,16 +1583,20 @@ class _Signals:
     """
 
     def __init__(self) -> None:
-        self.main = threading.current_thread() is threading.main_thread()
         self.installed = False
         self.terminated = False
+        self.done = False  # the run is torn down
 
     def catch_sigterm(self) -> None:
-        if self.main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        if _in_main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, self._raise)
             self.installed = True
 
     def _raise(self, signum: int, frame: object) -> None:
+        if self.done:  # torn down in another thread, which could not restore the default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         self.terminated = True
         raise _Terminated
 
@@ -1598,8 +1606,11 @@ class _Signals:
 
     @contextlib.contextmanager
     def held(self) -> Generator[None]:
-        if not self.main:
-            yield
+        if not _in_main_thread():  # a stream closed from another thread, say
+            try:
+                yield
+            finally:
+                self.done = True
             return
         before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGINT, self._hold)
@@ -1607,6 +1618,7 @@ class _Signals:
         try:
             yield
         finally:
+            self.done = True
             signal.signal(signal.SIGINT, before[0])
             signal.signal(signal.SIGTERM, signal.SIG_DFL if self.installed else before[1])
             if self.terminated:  # cleaned up: now die of it, or let the user's handler run
