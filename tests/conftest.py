@@ -41,9 +41,11 @@ def pytest_report_header() -> list[str]:
     ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs Ray with ``ray``: test_ray.py, tests using its fixtures, and
-    tests run with ``backend="ray"``."""
+    tests run with ``backend="ray"``. Under another default start method, leave out the tests
+    that name their own (they run once, each method in turn, with the default one)."""
+    own_method: list[pytest.Item] = []
     for item in items:
         fixtures: list[str] = getattr(item, "fixturenames", [])
         callspec = getattr(item, "callspec", None)
@@ -54,6 +56,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             or params.get("backend") == "ray"
         ):
             item.add_marker(pytest.mark.ray)
+        if {"start_method", "method"} & params.keys():
+            own_method.append(item)
+    if own_method and os.environ.get("OLYMPIPE_TYPED_TEST_START_METHOD"):
+        config.hook.pytest_deselected(items=own_method)
+        items[:] = [item for item in items if item not in own_method]
 
 
 def pytest_sessionstart() -> None:

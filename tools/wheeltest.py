@@ -108,6 +108,7 @@ def find_python(version: str) -> str | None:
 
 def venv_for(version: str, exe: str, wheel: Path, extras: str) -> Path:
     """A virtual environment made anew, with the wheel and its ``extras`` installed from it."""
+    started = time.monotonic()
     venv = WORK / f"venv-{version}"
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([exe, "-m", "venv", str(venv)], check=True)
@@ -115,6 +116,7 @@ def venv_for(version: str, exe: str, wheel: Path, extras: str) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, f"{wheel}[{extras}]"], check=True)
+    print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
     return python
 
 
@@ -146,7 +148,7 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
         # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
         env["OLYMPIPE_TYPED_TEST_START_METHOD"] = leg.start_method
         env["PYTHONPATH"] = str(tree / "tests" / "site")
-    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", *leg.tests]
+    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--durations=5", *leg.tests]
     if leg.deselect:
         command += ["-m", leg.deselect]
     print(f"\n=== {leg.label}: {' '.join(command[1:])}", flush=True)
