@@ -965,9 +965,10 @@ class _Run:
         for node in graph.nodes:
             if node.op is None:
                 continue
-            shipped = _ship(node.op, node.name)
             # Threads and forked children share the parent's memory: no need to unpickle.
-            op_arg = node.op if self.threads or self.ctx.get_start_method() == "fork" else shipped
+            shared = self.threads or self.ctx.get_start_method() == "fork"
+            shipped = _ship(node.op, node.name, imported=not shared)
+            op_arg = node.op if shared else shipped
             ranks = self._ranks(node)
             for w in range(plan.workers[node.id]):
                 reads = [plan.reads[(node.id, w)][p] for p in node.parents]
@@ -1290,13 +1291,19 @@ class _StdlibShipper(pickle.Pickler):
         return NotImplemented
 
 
-def _ship(op: Op, name: str) -> bytes:
+def _ship(op: Op, name: str, *, imported: bool) -> bytes:
     """``op`` pickled for its workers: by the standard pickle when it can (fast, no import),
     else by cloudpickle (lambdas, closures, ``__main__``: the script's functions and classes
     by reference where the worker's import of the script has them, issue 22). Checked under
     every start method, so a stage that would fail under spawn fails under fork too.
+
+    ``imported``: the workers import the script anew (spawn, forkserver), so what it defines
+    under its ``__main__`` guard is not there; only ``_ship.dumps`` checks for that. Under fork
+    the bytes only prove that the stage pickles: a reference to ``__main__`` is as good.
     """
     try:
+        if not imported:
+            return pickle.dumps(op, protocol=5)
         file = io.BytesIO()
         _StdlibShipper(file, protocol=5).dump(op)
         return file.getvalue()
