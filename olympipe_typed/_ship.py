@@ -77,8 +77,14 @@ class _Shipment:
         return _pickler()(obj, by_value, self)
 
     def refer(self, obj: object, by_value: frozenset[int]) -> Reference | None:
-        """How to send ``obj`` by reference; None: by value, as cloudpickle does."""
-        if id(obj) in by_value or not isinstance(obj, types.FunctionType | type):
+        """How to send ``obj`` by reference; None: by value, as cloudpickle does.
+
+        Classes only. A function goes by value with the globals it reads as the caller has
+        them: the worker's import of the script may have other values (a setting changed
+        under the ``__main__`` guard), and a stage must compute what it computes inline.
+        A class is the script's: its instances must be the caller's class again.
+        """
+        if id(obj) in by_value or not isinstance(obj, type):
             return None
         if id(obj) not in self.references:
             self.references[id(obj)] = (obj, _reference(obj))

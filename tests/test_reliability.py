@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -321,3 +322,99 @@ def test_issue_22_a_stream_closed_in_another_thread_leaves_sigterm_as_it_was(
     )
     assert done.stdout == "closed\n", done.stderr
     assert done.returncode == -signal.SIGTERM, done.stderr
+
+
+SIGNAL_SCRIPTS = {
+    # A stream closed from another thread, then a second run that gets SIGTERM: torn down too.
+    "after a stream closed elsewhere": """
+        stream = (source(itertools.count()) >> stage(same)).stream()
+        assert next(stream) == 0
+        closer = threading.Thread(target=stream.close)
+        closer.start()
+        closer.join()
+        for i, _ in enumerate((source(arrays()) >> stage(same) >> stage(same)).stream()):
+            if i == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+    """,
+    # SIGTERM while the user's loop body runs, the stream held in a variable.
+    "in the loop body": """
+        it = (source(arrays()) >> stage(same) >> stage(same)).stream()
+        for i, _ in enumerate(it):
+            if i == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIGNAL_SCRIPTS))
+def test_issue_22_sigterm_always_tears_down_and_kills(tmp_path: Path, case: str) -> None:
+    """SIGTERM during a run ends the caller by SIGTERM, silently, with every worker gone and
+    nothing left in /dev/shm, wherever it lands."""
+    body = "\n".join(line[4:] for line in SIGNAL_SCRIPTS[case].splitlines())
+    script = tmp_path / "term.py"
+    script.write_text(SIGNAL_HEADER + textwrap.indent(body, "    "))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "Traceback" not in err, err
+    assert _segments(proc.pid) == []
+    assert not [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == proc.pid]
+
+
+SIGNAL_HEADER = """
+import itertools, multiprocessing, os, signal, threading, time
+import numpy as np
+from olympipe_typed import source, stage
+
+def same(x: object) -> object:
+    return x
+
+def arrays():
+    return (np.full(1_000_000, i % 7, dtype=np.float64) for i in itertools.count())
+
+if __name__ == "__main__":
+"""
+
+
+def test_issue_22_processes_forked_during_a_run_die_of_sigterm(tmp_path: Path) -> None:
+    """A process the user forks while a run is on is not given the run's SIGTERM handler:
+    ``terminate()`` ends it with -SIGTERM."""
+    body = """
+        for i, _ in enumerate((source(range(5)) >> stage(same)).stream(start_method="fork")):
+            if i == 2:
+                child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+                child.start()
+                child.terminate()
+                child.join(10)
+                print(child.exitcode, flush=True)
+    """
+    script = tmp_path / "fork_child.py"
+    script.write_text(SIGNAL_HEADER + textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(-signal.SIGTERM), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_issue_22_a_sigterm_handler_set_during_a_run_is_kept(tmp_path: Path) -> None:
+    """A SIGTERM handler the user sets while a run is on is still in place after it."""
+    body = """
+        for i, _ in enumerate((source(range(5)) >> stage(same)).stream()):
+            if i == 2:
+                signal.signal(signal.SIGTERM, lambda *_: print("mine", flush=True))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+        print("after", flush=True)
+    """
+    script = tmp_path / "user_handler.py"
+    script.write_text(SIGNAL_HEADER + textwrap.indent(textwrap.dedent(body), "    "))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["mine", "after"], done.stderr

@@ -183,3 +183,30 @@ def test_issue_22_undecorated_stages_under_the_guard_run(
         print("ok")
     """
     assert run_script(tmp_path, body, start_method) == "ok\n"
+
+
+@pytest.mark.timeout(120)
+def test_issue_22_stage_sees_values_set_under_the_guard(
+    tmp_path: Path, start_method: StartMethod
+) -> None:
+    """A script-level stage reads the values the caller has, even those changed under the
+    __main__ guard, which the workers' import of the script does not see: as inline."""
+    body = """
+    SCALE = 1
+    LABELS: list[str] = []
+
+
+    @stage
+    def scale(x: int) -> Rec:
+        return Rec(x * SCALE + len(LABELS))
+
+
+    if __name__ == "__main__":
+        SCALE = 10
+        LABELS.append("set under the guard")
+        out = (source([0, 1, 2]) >> scale).run(start_method=sys.argv[1])
+        assert out == [Rec(1), Rec(11), Rec(21)], out
+        assert type(out[0]) is Rec, type(out[0])
+        print("ok")
+    """
+    assert run_script(tmp_path, body, start_method) == "ok\n"

@@ -55,7 +55,7 @@ from .._report import WorkerStats
 from .._transport import SHARED, SHM_DIR, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Iterator
 
     from .._graph import Graph, Node
     from .._ops import Op, Processor
@@ -483,6 +483,9 @@ def _worker_main(
             raise StageError(name, "<none: in close()>", msg) from exc
     except _Undecodable as exc:
         _report(control, name, _unreadable(name, upstream, exc))
+        if proc is not None:
+            with contextlib.suppress(BaseException):
+                proc.close()
     except (_Stopped, EOFError, BrokenPipeError, ConnectionResetError):
         # Torn down, or a neighbour died: the caller reports what happened. Or the caller
         # itself died: its pipes close a moment before the kernel gives us a new parent.
@@ -555,27 +558,23 @@ def _report(control: _Control, name: str, exc: BaseException) -> None:
 
     tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
     err = exc if ours else None
-    try:
-        payload = pickle.dumps(("error", name, err, cause, tb))
-        # An exception may pickle and yet not unpickle (an __init__ with two arguments and
-        # args holding one, as botocore's ClientError): the caller must not meet that.
-        pickle.loads(payload)
-    except Exception:
-        what = f"{type(cause).__name__}: {cause}" if cause is not None else ""
-        payload = pickle.dumps(
-            ("error", name, err if _picklable(err) else None, None, f"{what}\n{tb}")
-        )
+    # The text always arrives; the exceptions themselves travel apart, as a blob the caller
+    # may fail to unpickle (a class it cannot import, an __init__ with two arguments and args
+    # holding one, as botocore's ClientError): the text then still names stage and item.
+    item = err.item_repr if isinstance(err, StageError) else "<unknown>"
+    shown = cause if cause is not None else exc
+    what = err.message if isinstance(err, StageError) else f"{type(shown).__name__}: {shown}"
+    blob: bytes | None = None
+    for pair in ((err, cause), (err, None)):
+        try:
+            blob = pickle.dumps(pair)
+            pickle.loads(blob)  # and back, here at least
+            break
+        except Exception:
+            blob = None
+    payload = pickle.dumps(("error", name, item, what, tb, blob))
     with contextlib.suppress(OSError), control.lock:
         control.conn.send_bytes(payload)
-
-
-def _picklable(obj: object) -> bool:
-    """Whether ``obj`` survives a trip through pickle (both ways)."""
-    try:
-        pickle.loads(pickle.dumps(obj))
-    except Exception:
-        return False
-    return True
 
 
 class _Worker:
@@ -1183,16 +1182,18 @@ class _Run:
             self.exhausted.add(report[1])
             self._stop_dead_sources()
             return True
-        _, stage, err, cause, tb = report
+        _, stage, item, what, tb, blob = report
+        err: BaseException | None = None
+        cause: BaseException | None = None
+        if blob is not None:
+            try:
+                err, cause = pickle.loads(blob)
+            except Exception as exc:  # the text says what happened
+                what = f"{what} (its exception cannot be rebuilt here: {exc!r})"
         if isinstance(err, StageError):
             err = StageError(err.stage, err.item_repr, err.message, tb)
         if err is None:
-            what = (
-                f"{type(cause).__name__}: {cause}"
-                if cause is not None
-                else "an unpicklable exception"
-            )
-            err = StageError(stage, "<unknown>", what, tb)
+            err = StageError(stage, item, what, tb)
         raise err from cause
 
     def _check_death(self, name: str, process: Any) -> None:
@@ -1243,6 +1244,25 @@ class _Run:
             while not conn.closed and conn.poll(0) and self._read_control(conn, name):
                 pass
 
+    def kill_now(self) -> None:
+        """The caller is about to die (SIGTERM): kill the workers, remove the shared memory.
+        Called from a signal handler: no join, no lock, nothing that could wait on the
+        interrupted code."""
+        if not self.threads:
+            pids: list[int] = []
+            for _, p in self.procs:
+                with contextlib.suppress(ValueError):  # closed already: it has been joined
+                    if p.pid is not None:
+                        pids.append(p.pid)
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 1.0  # SIGKILL is prompt; a dead worker writes nothing
+            while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        with contextlib.suppress(OSError):
+            cleanup(self.prefix)
+
     def close(self) -> None:
         """Stop everything: feeders, workers, pipes. Safe to call more than once."""
         if self.stop.is_set():
@@ -1261,8 +1281,9 @@ class _Run:
         for conn_list in self.plan.outputs:
             for conn in conn_list:
                 conn.close()
+        deadline = time.monotonic() + 5.0  # for all: stuck threads are waited for together
         for _, p in self.procs:
-            p.join(timeout=5.0)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
             if not self.threads and p.is_alive():
                 p.kill()
                 p.join(timeout=1.0)
@@ -1289,6 +1310,15 @@ class _StdlibShipper(pickle.Pickler):
             msg = f"{obj.__qualname__} is defined in __main__"
             raise pickle.PicklingError(msg)
         return NotImplemented
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (neither gone nor a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _ship(op: Op, name: str, *, imported: bool) -> bytes:
@@ -1559,74 +1589,125 @@ def execute(
         start_method=start_method,
         recorder=recorder,
     )
-    signals = _Signals()
+    signals = _Signals(run)
+    in_flight: BaseException | None = None
     try:
-        signals.catch_sigterm()
+        signals.start()
         run.start()
         yield from run.results()
         run.finish()
+    except BaseException as exc:
+        in_flight = exc
+        raise
     finally:
-        with signals.held():
-            run.close()
+        # Nested, so that a signal landing before the handlers are swapped cannot skip close().
+        try:
+            signals.hold()
+        finally:
+            try:
+                run.close()
+            finally:
+                signals.release(in_flight)
+
+
+# --- the caller's signals during a run ---
+#
+# SIGTERM, what `kill`, `timeout`, Slurm and Kubernetes send to the whole process group, would
+# end the caller at once and leave the runs' shared memory in /dev/shm until reboot (the workers
+# die of it too, so none of them cleans up). While runs are on and SIGTERM has no handler of the
+# user's, ours kills every run's workers, removes the runs' shared memory and then lets the
+# caller die of SIGTERM as it would have: no Python code of the user's runs in between, wherever
+# the signal lands (in a run, in the loop over a stream, in another thread's run). A Ctrl-C
+# during a teardown is held, then raised once the teardown is done: raised at once, it would cut
+# the cleanup short (and print a second traceback).
+
+_ACTIVE: Final[dict[str, _Run]] = {}  # the runs in progress in this process, by prefix
+_PREVIOUS: Final[list[Any]] = []  # the SIGTERM handler ours replaced, while ours is installed
+_OWNER: Final[list[int]] = []  # the pid whose runs _ACTIVE lists (a forked child inherits it)
 
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-class _Terminated(BaseException):
-    """SIGTERM reached the caller during a run: tear the run down, then die by that signal."""
+def _on_sigterm(signum: int, frame: object) -> None:
+    # A child forked a moment ago may run this before _after_fork_in_child: not its runs.
+    if os.getpid() in _OWNER:
+        for run in list(_ACTIVE.values()):
+            run.kill_now()
+    signal.signal(signal.SIGTERM, _PREVIOUS[0] if _PREVIOUS else signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # the default: die of it; a user's handler: call it
+
+
+# A fork while ours is installed: the child must not keep it (it has no runs of its own), and
+# a SIGTERM that reaches the child before it has reset it must not be lost (CPython clears the
+# child's pending signals after fork: `terminate()` right after `start()` would go unheard).
+# So SIGTERM is blocked across the fork, and unblocked in the child once the handler is reset.
+_FORKING = threading.local()  # .blocked: this thread blocked SIGTERM for a fork
+
+
+def _before_fork() -> None:
+    _FORKING.blocked = signal.getsignal(signal.SIGTERM) is _on_sigterm
+    if _FORKING.blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _after_fork_in_parent() -> None:
+    if getattr(_FORKING, "blocked", False):
+        _FORKING.blocked = False
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a worker, or the user's own process) is not running our runs."""
+    _ACTIVE.clear()
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, _PREVIOUS[0] if _PREVIOUS else signal.SIG_DFL)
+    _after_fork_in_parent()  # unblock: a SIGTERM held meanwhile now takes its course
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 class _Signals:
-    """The caller's signals during a run, in its main thread (where Python handles them).
+    """One run's share of the signal handling above."""
 
-    SIGTERM, what ``kill``, ``timeout``, Slurm and Kubernetes send to the whole process group,
-    would end the caller at once and leave the run's shared memory in /dev/shm until reboot
-    (its workers die of it too, so none of them cleans up). While a run is on and SIGTERM has
-    no handler of the user's, it raises ``_Terminated``; the run is torn down, and the caller
-    then dies of SIGTERM as it would have. During the teardown itself, a second Ctrl-C or a
-    SIGTERM is held, not raised: it would cut the cleanup short (and print a second traceback).
-    """
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.sigint: Any = None  # SIGINT's handler, while held
+        self.interrupted = False
 
-    def __init__(self) -> None:
-        self.installed = False
-        self.terminated = False
-        self.done = False  # the run is torn down
-
-    def catch_sigterm(self) -> None:
+    def start(self) -> None:
+        _OWNER[:] = [os.getpid()]
+        _ACTIVE[self.run.prefix] = self.run
         if _in_main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, self._raise)
-            self.installed = True
+            _PREVIOUS[:] = [signal.SIG_DFL]
+            signal.signal(signal.SIGTERM, _on_sigterm)
 
-    def _raise(self, signum: int, frame: object) -> None:
-        if self.done:  # torn down in another thread, which could not restore the default
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+    def hold(self) -> None:
+        """Hold Ctrl-C for the teardown (in the main thread, where Python handles it)."""
+        if not _in_main_thread():  # a stream closed from another thread, say
             return
-        self.terminated = True
-        raise _Terminated
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is None:  # installed from C: Python could not put it back
+            return
+        self.sigint = handler
+        signal.signal(signal.SIGINT, self._hold)
 
     def _hold(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGTERM:
-            self.terminated = True
+        self.interrupted = True
 
-    @contextlib.contextmanager
-    def held(self) -> Generator[None]:
-        if not _in_main_thread():  # a stream closed from another thread, say
-            try:
-                yield
-            finally:
-                self.done = True
-            return
-        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGINT, self._hold)
-        signal.signal(signal.SIGTERM, self._hold)
-        try:
-            yield
-        finally:
-            self.done = True
-            signal.signal(signal.SIGINT, before[0])
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if self.installed else before[1])
-            if self.terminated:  # cleaned up: now die of it, or let the user's handler run
-                os.kill(os.getpid(), signal.SIGTERM)
+    def release(self, in_flight: BaseException | None) -> None:
+        """After the teardown: put the handlers back, then raise a held Ctrl-C."""
+        _ACTIVE.pop(self.run.prefix, None)
+        if self.sigint is not None:
+            signal.signal(signal.SIGINT, self.sigint)
+        if not _ACTIVE and _in_main_thread() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, _PREVIOUS[0] if _PREVIOUS else signal.SIG_DFL)
+        if self.interrupted and not isinstance(in_flight, KeyboardInterrupt):
+            raise KeyboardInterrupt
