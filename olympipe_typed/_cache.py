@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import secrets
+import stat
 import sys
 import sysconfig
 import tempfile
@@ -108,11 +109,16 @@ def _sign(secret: bytes, key: str, payload: bytes | memoryview) -> bytes:
 
 def _read(path: str, key: str, secret: bytes) -> object:
     """The result stored at ``path``, or _MISS if it is absent, unreadable or not signed."""
+    # A regular file, not through a link: a FIFO planted there would block the run for ever,
+    # a link to /dev/zero would fill its memory.
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return _MISS
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return _MISS
+        data = f.read()
     start = len(_MAGIC) + _MAC_SIZE
     view = memoryview(data)  # slices without copying a large payload
     mac, payload = view[len(_MAGIC) : start], view[start:]
@@ -155,13 +161,25 @@ def _load_secret(cache_dir: str) -> bytes:
             os.unlink(tmp)
     # Not through a symbolic link: someone who can write to the folder could point it at
     # a file of ours whose content they know.
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
-        info = os.fstat(f.fileno())
-        secret = f.read()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077 or len(secret) != 32:
+    # One name only: a hard link could be another user's file, known to them.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        msg = f"cache key file {path!r} cannot be read as a regular file: {exc}"
+        raise PermissionError(msg) from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        secret = f.read(33) if stat.S_ISREG(info.st_mode) else b""
+    if (
+        info.st_uid != os.getuid()
+        or info.st_mode & 0o077
+        or info.st_nlink != 1
+        or len(secret) != 32
+    ):
         msg = (
-            f"cache key file {path!r} must hold 32 bytes, belong to this user and be readable "
-            f"by no one else (mode 0o600; got uid {info.st_uid}, mode {info.st_mode & 0o777:#o}, "
+            f"cache key file {path!r} must be a regular file of 32 bytes, with one name, that "
+            f"belongs to this user and that no one else can read (mode 0o600; got uid "
+            f"{info.st_uid}, mode {info.st_mode & 0o777:#o}, {info.st_nlink} names, "
             f"{len(secret)} bytes)"
         )
         raise PermissionError(msg)
@@ -342,10 +360,25 @@ def _installed_version(module: str | None) -> str | None:
     path = os.path.realpath(file)
     # site-packages first: outside a virtual environment, it lies inside the standard library.
     if path.startswith(_folders("purelib", "platlib")):
-        return f"{top} {getattr(sys.modules.get(top), '__version__', '')}"
+        return f"{top} {_distribution_version(top)}"
     if path.startswith(_folders("stdlib", "platstdlib")) and top in sys.stdlib_module_names:
         return f"python {sys.version}"
     return None
+
+
+@functools.cache
+def _distribution_version(top: str) -> str:
+    """The installed version of the distribution that provides module ``top`` (many have no
+    ``__version__``: typing_extensions, namespace packages)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    names = packages_distributions().get(top, [])
+    if not names:
+        return str(getattr(sys.modules.get(top), "__version__", ""))
+    try:
+        return " ".join(f"{name}=={version(name)}" for name in sorted(names)) or top
+    except PackageNotFoundError:
+        return str(getattr(sys.modules.get(top), "__version__", ""))
 
 
 @functools.cache

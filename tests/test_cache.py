@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 from math import log1p, sqrt
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from olympipe_typed import Pipeline
+from olympipe_typed import Pipeline, StageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,3 +176,53 @@ def test_issue_22_unpicklable_global_needs_a_cache_key(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"global 'LOCK' of locked_square.*cache_key"):
         Pipeline(ITEMS).cached_task(locked_square, tmp_path)
     assert run_cached(locked_square, tmp_path, "inline", cache_key="v1") == [0, 1, 4, 9]
+
+
+@pytest.mark.timeout(60)
+@backends
+def test_issue_22_planted_entry_with_a_forged_signature_is_never_loaded(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """An entry with the right header but a signature made without the key is not unpickled."""
+    from olympipe_typed._cache import _MAC_SIZE, _MAGIC
+
+    cache_dir = tmp_path / "cache"
+    marker = tmp_path / "planted-pickle-ran"
+    assert run_cached(square, cache_dir, backend) == [0, 1, 4, 9]
+    for path in entries(cache_dir):
+        path.write_bytes(_MAGIC + b"\0" * _MAC_SIZE + pickle.dumps(Plant(marker)))
+    assert run_cached(square, cache_dir, backend) == [0, 1, 4, 9]
+    assert not marker.exists()
+
+
+@pytest.mark.timeout(60)
+def test_issue_22_planted_fifo_or_link_is_a_miss(tmp_path: Path) -> None:
+    """A FIFO or a link planted in place of an entry is a miss: the run neither blocks nor
+    reads what the link points at."""
+    cache_dir = tmp_path / "cache"
+    assert run_cached(square, cache_dir, "inline") == [0, 1, 4, 9]
+    first, second, *_ = entries(cache_dir)
+    first.unlink()
+    os.mkfifo(first)
+    second.unlink()
+    second.symlink_to("/dev/zero")
+    assert run_cached(square, cache_dir, "inline") == [0, 1, 4, 9]
+
+
+@pytest.mark.parametrize("how", ["readable by others", "hard link", "symbolic link"])
+def test_issue_22_a_key_file_others_could_know_is_refused(tmp_path: Path, how: str) -> None:
+    """The folder's key file is refused, naming it, when another user could read or have
+    written it: a mode other than 0600, a second name, a symbolic link."""
+    cache_dir = tmp_path / "cache"
+    assert run_cached(square, cache_dir, "inline") == [0, 1, 4, 9]
+    key = cache_dir / ".key"
+    if how == "readable by others":
+        key.chmod(0o644)
+    elif how == "hard link":
+        os.link(key, tmp_path / "elsewhere")
+    else:
+        key.rename(tmp_path / "real-key")
+        key.symlink_to(tmp_path / "real-key")
+    with pytest.raises(StageError, match=r"PermissionError: cache key file .*\.key") as info:
+        run_cached(square, cache_dir, "inline")
+    assert isinstance(info.value.__cause__, PermissionError)

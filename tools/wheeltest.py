@@ -49,7 +49,13 @@ CORE = [
 ]
 # What a user runs first: the package's own entry points, the examples, the image demo.
 FIRST = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py"]
-EXTRA = ["tests/test_typing_corpus.py", "tests/test_exports.py", "tests/test_docs.py"]
+EXTRA = [
+    "tests/test_typing_corpus.py",
+    "tests/test_exports.py",
+    "tests/test_docs.py",
+    "tests/test_ship.py",
+    "tests/test_cache.py",
+]
 SUMMARY = re.compile(r"=+ (?P<body>.*\d+ (?:passed|failed|error).*?) in [\d.]+s")
 
 
