@@ -1,12 +1,13 @@
-"""Pickles a stage for its workers: cloudpickle, but ``__main__`` by reference where it can.
+"""Pickles a stage for spawn and forkserver workers: the script's classes by reference.
 
-Under spawn and forkserver a worker re-imports the caller's script as ``__mp_main__``
-(aliased ``__main__``). Plain cloudpickle sends the script's functions and classes by value,
-so a worker's ``Rec`` is a copy: its ``Rec(...)`` results then fail the standard pickle
-("not the same object as __main__.Rec", issue 22), and its tracebacks show no source line.
-Here a module-level function or class of the script is sent as a lookup in the worker's
-``__main__``, with a by-value copy in case the lookup fails (defined under the
-``if __name__ == "__main__":`` guard, or differently)::
+Such a worker re-imports the caller's script as ``__mp_main__`` (aliased ``__main__``). Plain
+cloudpickle sends the script's functions and classes by value, so a worker's ``Rec`` is a copy:
+its ``Rec(...)`` results then fail the standard pickle ("not the same object as
+__main__.Rec", issue 22), and its tracebacks show no source line. Here functions still travel
+by value (with the caller's globals, as inline), keeping their file name, and a module-level
+class of the script is sent as a lookup in the worker's ``__main__``, with a by-value copy in
+case the lookup fails (defined under the ``if __name__ == "__main__":`` guard, or
+differently)::
 
     dumps(op) = pickle of _unpack(fallbacks, payload)
         payload:   op by cloudpickle, a script-level Rec as _from_main("Rec", ...)
@@ -18,13 +19,14 @@ it only refers to fallbacks pickled before it, so loading one never loops.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import io
 import pickle
 import sys
 import types
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from ._ops import ClassSpec
 from ._stage import ClassStageFactory, Stage
@@ -36,11 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["dumps"]
 
 _PROTOCOL: Final = 5
-Kind = Literal["function", "class"]
-# What the worker checks before it uses its own object: the global names the code reads,
+# What the worker checks before it uses its own class: the global names its methods read,
 # with their values' type names (a name assigned under the __main__ guard differs).
 Names = tuple[tuple[str, str], ...]
-Reference = tuple[str, Kind, int | None, Names]  # qualname, kind, first line, names
+Reference = tuple[str, int | None, Names]  # qualname, first line, names
 Fallbacks = dict[str, bytes | str]  # qualname -> by-value pickle, or why there is none
 _GLOBAL_OPS: Final = frozenset({"LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"})
 # The module of a script's objects: in the caller, or in a worker that runs a pipeline too.
@@ -48,17 +49,35 @@ _MAIN: Final = frozenset({"__main__", "__mp_main__"})
 
 
 def dumps(obj: object) -> bytes:
-    """``obj`` pickled by cloudpickle (protocol 5), with ``__main__`` sent by reference.
+    """``obj`` pickled (protocol 5) for a worker that imports the script anew.
+
+    By the standard pickle when it can and nothing of ``__main__`` is involved (no import);
+    else by cloudpickle, with the script's classes sent by reference.
 
     >>> import pickle
     >>> pickle.loads(dumps(lambda x: x + 1))(1)
     2
     """
+    with contextlib.suppress(Exception):
+        file = io.BytesIO()
+        _StdlibPickler(file, protocol=_PROTOCOL).dump(obj)
+        return file.getvalue()
     shipment = _Shipment()
     shipment.payload = shipment.dump(obj, frozenset())
     if not shipment.fallbacks:
         return shipment.payload
     return pickle.dumps(shipment, protocol=_PROTOCOL)
+
+
+class _StdlibPickler(pickle.Pickler):
+    """The standard pickle, refusing the functions and classes of ``__main__``: by reference,
+    they would be missing from a worker whose script defines them under the guard."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, type | types.FunctionType) and obj.__module__ in _MAIN:
+            msg = f"{obj.__qualname__} is defined in __main__"
+            raise pickle.PicklingError(msg)
+        return NotImplemented
 
 
 class _Shipment:
@@ -134,12 +153,11 @@ def _pickler() -> Callable[[object, frozenset[int], _Shipment], bytes]:
 # --- in the caller: what can go by reference ---
 
 
-def _reference(obj: types.FunctionType | type) -> Reference | None:
+def _reference(obj: type) -> Reference | None:
     """``obj`` as a name of ``__main__`` a worker can look up, if it is one."""
-    kind: Kind = "function" if isinstance(obj, types.FunctionType) else "class"
     qualname = obj.__qualname__
-    # Module level only: lambdas, nested and local objects go by value. (A worker that runs
-    # a pipeline under spawn ships its own functions, of "__mp_main__".)
+    # Module level only: nested and local classes go by value. (A worker that runs a
+    # pipeline under spawn ships its own classes, of "__mp_main__".)
     if obj.__module__ not in _MAIN or "." in qualname or "<" in qualname:
         return None
     main = sys.modules.get("__main__")
@@ -150,7 +168,7 @@ def _reference(obj: types.FunctionType | type) -> Reference | None:
         return None  # the name now means something else: the worker's would too
     names = {n for code in _codes(obj) for n in _global_names(code)}
     typed = sorted(_typed(namespace, names & namespace.keys()))
-    return qualname, kind, _first_line(obj), tuple(typed)
+    return qualname, _first_line(obj), tuple(typed)
 
 
 def _reimported(main: types.ModuleType) -> bool:
@@ -161,10 +179,8 @@ def _reimported(main: types.ModuleType) -> bool:
     return isinstance(getattr(main, "__file__", None), str)  # not a notebook or a prompt
 
 
-def _first_line(obj: types.FunctionType | type) -> int | None:
+def _first_line(obj: type) -> int | None:
     """Where the script defines ``obj``: a name defined twice (once under the guard) differs."""
-    if isinstance(obj, types.FunctionType):
-        return obj.__code__.co_firstlineno
     first = getattr(obj, "__firstlineno__", None)  # Python 3.13+
     if isinstance(first, int):
         return first
@@ -172,11 +188,8 @@ def _first_line(obj: types.FunctionType | type) -> int | None:
     return min(lines, default=None)  # its first method (dataclasses' are in "<string>")
 
 
-def _codes(obj: types.FunctionType | type, *, bases: bool = True) -> Iterator[types.CodeType]:
-    """The code of a function, or of the methods of a class and its script-level bases."""
-    if isinstance(obj, types.FunctionType):
-        yield obj.__code__
-        return
+def _codes(obj: type, *, bases: bool = True) -> Iterator[types.CodeType]:
+    """The code of the methods of a class and of its script-level bases."""
     for klass in obj.__mro__ if bases else (obj,):
         if klass.__module__ not in _MAIN:
             continue
@@ -205,14 +218,15 @@ def _typed(namespace: dict[str, object], names: set[str]) -> Iterator[tuple[str,
 
 
 def _unwrap(value: object) -> object:
-    """The function or class behind a script name: ``@stage`` binds it to a Stage or factory."""
-    unwrapped = value
+    """The class behind a script name: ``@stage`` binds a class to a Stage or a factory."""
+    found: object = value
     if isinstance(value, ClassStageFactory):
-        unwrapped = value._cls
+        found = value._cls
     elif isinstance(value, Stage) and isinstance(value._template, Leaf):
         fn = value._template.op.fn
-        unwrapped = fn.cls if isinstance(fn, ClassSpec) else fn
-    return unwrapped
+        if isinstance(fn, ClassSpec):
+            found = fn.cls
+    return found
 
 
 # --- in the worker ---
@@ -242,17 +256,14 @@ def _unpack(fallbacks: Fallbacks, payload: bytes) -> object:
         _LOADING.reset(token)
 
 
-def _from_main(qualname: str, kind: Kind, line: int | None, names: Names) -> object:
-    """The worker's ``__main__.<qualname>`` if it is the caller's, else its by-value copy."""
+def _from_main(qualname: str, line: int | None, names: Names) -> object:
+    """The worker's class ``__main__.<qualname>`` if it is the caller's, else its by-value copy."""
     found = _unwrap(getattr(sys.modules.get("__main__"), qualname, None))
-    if kind == "function" and isinstance(found, types.FunctionType):
-        namespace: dict[str, object] = found.__globals__
-    elif kind == "class" and isinstance(found, type):
+    namespace: dict[str, object] = {}
+    if isinstance(found, type):
         namespace = getattr(sys.modules.get(found.__module__), "__dict__", {})
-    else:
-        found, namespace = None, {}
     if (
-        found is not None
+        isinstance(found, type)
         and found.__qualname__ == qualname
         and _first_line(found) == line
         and all(n in namespace and type(namespace[n]).__qualname__ == t for n, t in names)
@@ -262,7 +273,7 @@ def _from_main(qualname: str, kind: Kind, line: int | None, names: Names) -> obj
     fallback = None if loading is None else loading.fallbacks.get(qualname)
     if loading is None or not isinstance(fallback, bytes):
         msg = (
-            f"the worker's __main__ has no {kind} {qualname!r} as the caller's (defined under "
+            f"the worker's __main__ has no class {qualname!r} as the caller's (defined under "
             f"`if __name__ == '__main__':`?), and it could not be sent by value: {fallback!s}"
         )
         raise pickle.UnpicklingError(msg)

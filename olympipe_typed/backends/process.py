@@ -34,7 +34,6 @@ Time-based stages (timeouts, temporal batches) wake up while waiting and send
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import multiprocessing
 import os
@@ -44,7 +43,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -414,12 +412,10 @@ def _recv(conn: Connection, decoder: Decoder, *, borrow: bool = False) -> Messag
     return msg
 
 
-def _unreadable(stage: str, upstream: str, exc: BaseException) -> StageError:
-    """A StageError for an item ``stage`` received from ``upstream`` but cannot unpickle."""
-    cause = exc.__cause__ if isinstance(exc, _Undecodable) else exc
-    item = f"<an item from {upstream} that could not be unpickled>"
-    msg = f"{type(cause).__name__}: {cause}"
-    err = StageError(stage, item, msg)
+def _unreadable(stage: str, item: str, exc: _Undecodable) -> StageError:
+    """A StageError for an item of ``stage`` (described by ``item``) that cannot be unpickled."""
+    cause = exc.__cause__
+    err = StageError(stage, item, f"{type(cause).__name__}: {cause}")
     err.__cause__ = cause
     return err
 
@@ -452,7 +448,6 @@ def _worker_main(
     control = _Control(control_conn)
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the caller's (_Signals)
         _settle_in_process()
         _watch_parent(prefix)
         if log_level is not None:
@@ -482,7 +477,8 @@ def _worker_main(
             msg = f"{type(exc).__name__}: {exc}"
             raise StageError(name, "<none: in close()>", msg) from exc
     except _Undecodable as exc:
-        _report(control, name, _unreadable(name, upstream, exc))
+        item = f"<an item from {upstream} that could not be unpickled>"
+        _report(control, name, _unreadable(name, item, exc))
         if proc is not None:
             with contextlib.suppress(BaseException):
                 proc.close()
@@ -664,7 +660,7 @@ class _Worker:
         try:
             self.writer.tail(self.out, keys)
         except _Unencodable as exc:
-            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc.__cause__
+            raise self._unpicklable_output() from exc.__cause__
         self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
         self.writer.end()
@@ -877,14 +873,18 @@ class _Worker:
             return
         keys = self.out_keys if self.keyed else None
         started = time.perf_counter()
-        try:
+        try:  # no context manager: this is once a message
             self.writer.send(self.seq, final, self.out, keys)
         except _Unencodable as exc:
-            raise _unpicklable(self.proc.name, self.out, "on to the next stage") from exc.__cause__
+            raise self._unpicklable_output() from exc.__cause__
         self.stats.blocked += time.perf_counter() - started
         self.stats.items_out += len(self.out)
         self.out, self.out_keys = [], []
         self.decoder.settle()  # inputs now copied on or dropped: their segments are free
+
+    def _unpicklable_output(self) -> StageError:
+        """The StageError for an output pickle refused: this stage and that item."""
+        return _unpicklable(self.proc.name, self.out, "on to the next stage")
 
     def _finish_early(self) -> None:
         """A limit or timeout was reached: end the stream downstream now, then drain."""
@@ -1090,9 +1090,8 @@ class _Run:
                     msg = _recv(obj, self.decoder)
                 except _Undecodable as exc:
                     name = self.graph.nodes[self.graph.outputs[index]].name
-                    what = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
                     item = "<an output that could not be unpickled in the caller>"
-                    raise StageError(name, item, what) from exc.__cause__
+                    raise _unreadable(name, item, exc) from exc.__cause__
                 except (EOFError, OSError):
                     self._lost(index)
                     raise
@@ -1300,18 +1299,6 @@ class _Run:
         cleanup(self.prefix)
 
 
-class _StdlibShipper(pickle.Pickler):
-    """The standard pickle, except for the functions and classes of ``__main__``: those are
-    ``_ship.dumps``'s, which checks that the workers' import of the script has them (a
-    function defined under ``if __name__ == "__main__":`` is not there)."""
-
-    def reducer_override(self, obj: object) -> Any:
-        if isinstance(obj, (type, types.FunctionType)) and obj.__module__ == "__main__":
-            msg = f"{obj.__qualname__} is defined in __main__"
-            raise pickle.PicklingError(msg)
-        return NotImplemented
-
-
 def _running(pid: int) -> bool:
     """Whether process ``pid`` still runs (neither gone nor a zombie)."""
     try:
@@ -1323,23 +1310,17 @@ def _running(pid: int) -> bool:
 
 def _ship(op: Op, name: str, *, imported: bool) -> bytes:
     """``op`` pickled for its workers: by the standard pickle when it can (fast, no import),
-    else by cloudpickle (lambdas, closures, ``__main__``: the script's functions and classes
-    by reference where the worker's import of the script has them, issue 22). Checked under
-    every start method, so a stage that would fail under spawn fails under fork too.
+    else by cloudpickle (lambdas, closures, ``__main__``). Checked under every start method,
+    so a stage that would fail under spawn fails under fork too.
 
-    ``imported``: the workers import the script anew (spawn, forkserver), so what it defines
-    under its ``__main__`` guard is not there; only ``_ship.dumps`` checks for that. Under fork
-    the bytes only prove that the stage pickles: a reference to ``__main__`` is as good.
+    ``imported``: the workers import the script anew (spawn, forkserver), which ``_ship.dumps``
+    is for (issue 22). Under fork the bytes only prove that the stage pickles: a reference to
+    ``__main__`` is as good there.
     """
-    try:
-        if not imported:
+    if not imported:
+        with contextlib.suppress(Exception):
             return pickle.dumps(op, protocol=5)
-        file = io.BytesIO()
-        _StdlibShipper(file, protocol=5).dump(op)
-        return file.getvalue()
-    except Exception:
-        pass
-    from .._ship import dumps  # imports cloudpickle
+    from .._ship import dumps
 
     try:
         return dumps(op)
