@@ -76,6 +76,7 @@ _STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, che
 _CPU_SAMPLE: Final = 0.01  # a worker reads its CPU time around a message this often, at most
 _READ_SAMPLE: Final = 4  # a worker counts one blocking read in this many for the queue's fill
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
+_SECOND_PRESS: Final = 1.0  # a Ctrl-C this soon after the one that stopped a run is held
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
 _CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
 _RAMP: Final = 4  # one-item messages in flight per stage worker while stages have not said
@@ -1655,6 +1656,20 @@ os.register_at_fork(
 )
 
 
+_RAISED_AT = [-INF]  # when _on_sigint last raised KeyboardInterrupt
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    """Python's Ctrl-C while runs are on, except that a second one within a second of the
+    first is dropped: it would land in the cleanup the first one set off (two quick presses,
+    a terminal that sends two) and print a second traceback, chained to the first."""
+    now = time.monotonic()
+    if now - _RAISED_AT[0] < _SECOND_PRESS:
+        return
+    _RAISED_AT[0] = now
+    raise KeyboardInterrupt
+
+
 class _Signals:
     """One run's share of the signal handling above."""
 
@@ -1669,6 +1684,8 @@ class _Signals:
         if _in_main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             _PREVIOUS[:] = [signal.SIG_DFL]
             signal.signal(signal.SIGTERM, _on_sigterm)
+        if _in_main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
 
     def hold(self) -> None:
         """Hold Ctrl-C for the teardown (in the main thread, where Python handles it)."""
@@ -1690,5 +1707,7 @@ class _Signals:
             signal.signal(signal.SIGINT, self.sigint)
         if not _ACTIVE and _in_main_thread() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
             signal.signal(signal.SIGTERM, _PREVIOUS[0] if _PREVIOUS else signal.SIG_DFL)
+        if not _ACTIVE and _in_main_thread() and signal.getsignal(signal.SIGINT) is _on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if self.interrupted and not isinstance(in_flight, KeyboardInterrupt):
             raise KeyboardInterrupt
