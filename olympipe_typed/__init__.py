@@ -10,12 +10,17 @@
 
 from typing import TYPE_CHECKING
 
+from ._errors import FailureBudgetExceeded as FailureBudgetExceeded
+from ._errors import ItemTimeout as ItemTimeout
+from ._errors import JournalMismatch as JournalMismatch
 from ._errors import PipelineError as PipelineError
 from ._errors import SourceError as SourceError
 from ._errors import StageError as StageError
 from ._errors import StageTypeError as StageTypeError
 from ._errors import WiringError as WiringError
 from ._errors import WorkerDied as WorkerDied
+from ._failures import Failure as Failure
+from ._failures import load_failures as load_failures
 from ._pipeline import CacheEnvelope as CacheEnvelope
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import run_all as run_all
@@ -48,6 +53,10 @@ else:
 __all__ = [
     "Batch",
     "CacheEnvelope",
+    "Failure",
+    "FailureBudgetExceeded",
+    "ItemTimeout",
+    "JournalMismatch",
     "Pipeline",
     "PipelineError",
     "RunReport",
@@ -61,6 +70,7 @@ __all__ = [
     "batch",
     "filter_stage",
     "flat_stage",
+    "load_failures",
     "run_all",
     "source",
     "stage",

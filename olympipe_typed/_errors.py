@@ -7,6 +7,9 @@ re-raises), so each one pickles: ``self.args`` always matches the constructor.
 from __future__ import annotations
 
 __all__ = [
+    "FailureBudgetExceeded",
+    "ItemTimeout",
+    "JournalMismatch",
     "PipelineError",
     "SourceError",
     "StageError",
@@ -109,3 +112,65 @@ class WiringError(PipelineError, TypeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ItemTimeout(PipelineError):
+    """An item ran longer than its stage's ``item_timeout``: its worker was stopped and
+    replaced. It follows the stage's ``on_error`` like any exception the stage raises."""
+
+    def __init__(self, stage: str, item_repr: str, seconds: float) -> None:
+        super().__init__(stage, item_repr, seconds)
+        self.stage = stage
+        self.item_repr = item_repr
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return (
+            f"stage {self.stage!r} ran longer than its item_timeout of {self.seconds:g} s "
+            f"on item {self.item_repr}; its worker was stopped and replaced"
+        )
+
+
+class FailureBudgetExceeded(PipelineError):
+    """More items failed under ``on_error="collect"`` than ``max_failures`` allows.
+
+    ``counts`` maps each stage to its failures so far, ``entered`` to the items it took;
+    ``first`` holds the first failures (``Failure`` objects)."""
+
+    def __init__(
+        self,
+        budget: int | float,
+        counts: dict[str, int],
+        entered: dict[str, int],
+        first: list[object],
+    ) -> None:
+        super().__init__(budget, counts, entered, first)
+        self.budget = budget
+        self.counts = counts
+        self.entered = entered
+        self.first = first
+
+    def __str__(self) -> str:
+        if isinstance(self.budget, float):
+            allowed = f"more than {self.budget:.2%} of a stage's items failed"
+        else:
+            allowed = f"more than {self.budget} item(s) failed"
+        per = ", ".join(
+            f"{stage!r}: {n} of {self.entered.get(stage, '?')}" for stage, n in self.counts.items()
+        )
+        lines = [f"failure budget exceeded ({allowed}; max_failures={self.budget!r}): {per}"]
+        lines += [f"  {failure}" for failure in self.first]
+        return "\n".join(lines)
+
+
+class JournalMismatch(PipelineError):
+    """A journal was written by a different graph (other stage names or kinds, or another
+    way of running it) than the one asked to resume from it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(path, message)
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"journal {self.path!r} does not belong to this pipeline: {self.message}"

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, Never, TypeAlias, cast
 
 from ._errors import StageError
+from ._failures import Failure, failure_of
 from ._hints import UNKNOWN, item_checker, short_repr
 
 Emit: TypeAlias = Callable[[object], None]
 # The item type is not known where options are declared: any (item, exc) -> replacement.
-ErrorPolicy: TypeAlias = Literal["raise", "skip"] | Callable[[Never, Exception], object]
+ErrorPolicy: TypeAlias = Literal["raise", "skip", "collect"] | Callable[[Never, Exception], object]
 Kind: TypeAlias = Literal[
     "map",
     "flat",
@@ -48,7 +49,17 @@ class Options:
     dataclasses costs more than the rest of the package's start-up.)
     """
 
-    __slots__ = ("name", "on_error", "ordered", "queue_size", "resources", "retries", "workers")
+    __slots__ = (
+        "item_timeout",
+        "max_items_per_worker",
+        "name",
+        "on_error",
+        "ordered",
+        "queue_size",
+        "resources",
+        "retries",
+        "workers",
+    )
 
     def __init__(
         self,
@@ -59,6 +70,8 @@ class Options:
         on_error: ErrorPolicy = "raise",
         retries: int = 0,
         resources: Mapping[str, float] | None = None,
+        item_timeout: float | None = None,
+        max_items_per_worker: int | None = None,
     ) -> None:
         self.name = name
         self.workers = workers
@@ -69,12 +82,20 @@ class Options:
         # What one worker needs where the backend places workers on machines (Ray):
         # "num_cpus", "num_gpus", "memory", or any custom resource name -> amount.
         self.resources = resources
+        # Seconds one item may take before its worker is stopped and replaced, and items a
+        # worker takes before it is replaced: both run the function in a child of the worker.
+        self.item_timeout = item_timeout
+        self.max_items_per_worker = max_items_per_worker
         # Checked at decoration time, for callers that mypy does not see.
         check_int("workers", self.workers, 1)
         _check_resources(self.resources)
         if self.queue_size is not None:
             check_int("queue_size", self.queue_size, 1)
         check_int("retries", self.retries, 0)
+        if self.item_timeout is not None:
+            check_seconds("item_timeout", self.item_timeout)
+        if self.max_items_per_worker is not None:
+            check_int("max_items_per_worker", self.max_items_per_worker, 1)
         _check_policy(self.on_error)
         _check_name(self.name)
 
@@ -113,8 +134,8 @@ def check_seconds(name: str, value: object) -> None:
 
 
 def _check_policy(value: object) -> None:
-    if value not in ("raise", "skip") and not callable(value):
-        msg = f"on_error must be 'raise', 'skip' or a callable (got {value!r})"
+    if value not in ("raise", "skip", "collect") and not callable(value):
+        msg = f"on_error must be 'raise', 'skip', 'collect' or a callable (got {value!r})"
         raise ValueError(msg)
 
 
@@ -194,6 +215,7 @@ class Op:
     """One graph node: the kind of operator, its function or class, its options and hints."""
 
     __slots__ = (
+        "enveloped",
         "fn",
         "in_hint",
         "initial",
@@ -219,6 +241,7 @@ class Op:
         seconds: float | None = None,
         keep_incomplete: bool = True,
         initial: object = None,
+        enveloped: bool = False,
     ) -> None:
         self.kind: Kind = kind
         self.fn = fn
@@ -230,6 +253,8 @@ class Op:
         self.seconds = seconds
         self.keep_incomplete = keep_incomplete
         self.initial = initial
+        # A journaled run: items are (source index, [items]) envelopes, one out per one in.
+        self.enveloped = enveloped
 
     def __repr__(self) -> str:
         return f"Op({self.kind!r}, {self.label!r}, {self.options!r})"
@@ -247,21 +272,60 @@ class Op:
         fields.update(changes)
         return Op(**fields)
 
-    def open(self, name: str | None = None, *, check_types: bool = False) -> Processor:
-        """Build this node's processor; call it in the worker that will run it."""
-        return Processor(self, name or self.name, check_types=check_types)
+    def open(
+        self,
+        name: str | None = None,
+        *,
+        check_types: bool = False,
+        processes: bool = False,
+        shipped: bytes | None = None,
+    ) -> Processor:
+        """Build this node's processor; call it in the worker that will run it.
+
+        ``processes``: a stage with ``item_timeout`` or ``max_items_per_worker`` runs its
+        function in a child process of this worker (else in a helper thread); ``shipped``
+        is the op as the worker received it, pickled, if it was.
+        """
+        return Processor(
+            self, name or self.name, check_types=check_types, processes=processes, shipped=shipped
+        )
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the function runs in a runner it can be stopped in (see ``_isolate``)."""
+        opts = self.options
+        return (
+            self.fn is not None
+            and self.kind in ("map", "flat", "filter")
+            and (opts.item_timeout is not None or opts.max_items_per_worker is not None)
+        )
 
 
 class Processor:
     """The live state of one worker of one node (see the module docstring)."""
 
-    def __init__(self, op: Op, name: str, *, check_types: bool) -> None:
+    def __init__(
+        self,
+        op: Op,
+        name: str,
+        *,
+        check_types: bool,
+        processes: bool = False,
+        shipped: bytes | None = None,
+    ) -> None:
         self.op = op
         self.name = name
         self.exhausted = False  # True once the node wants no more input (limit, timeout)
         self._closer: Callable[[], object] | None = None
+        # Items that failed under on_error="collect", for the backend to hand to the caller.
+        self.failures: list[Failure[Any]] = []
         fn: Callable[..., Any] | ClassSpec | None = op.fn
-        if isinstance(fn, ClassSpec):
+        if op.isolated:
+            from ._isolate import runner
+
+            fn = runner(op, name, processes=processes, shipped=shipped)
+            self._closer = fn.close
+        elif isinstance(fn, ClassSpec):
             spec = fn
             try:
                 fn, self._closer = spec.build()
@@ -281,6 +345,37 @@ class Processor:
         self.process_many: Callable[[list[Any], list[Any]], None] = self._many
         if fn is not None and not check_types and op.kind in ("map", "filter", "flat"):
             self.process_many = getattr(self, f"_{op.kind}_many")
+        if op.enveloped:
+            self._envelop()
+
+    def _envelop(self) -> None:
+        """Take and give (source index, [items]) envelopes: each input envelope gives one
+        output envelope, holding what the stage made of its items (see ``_journal``)."""
+        process = self.process
+        many = self.process_many
+        if many == self._many:  # the generic loop calls self.process: the inner one here
+
+            def each(items: list[Any], out: list[Any]) -> None:
+                emit = out.append
+                for item in items:
+                    process(item, emit)
+
+            many = each
+
+        def process_envelope(envelope: object, emit: Emit) -> None:
+            index, items = cast("tuple[int, list[Any]]", envelope)
+            outputs: list[Any] = []
+            many(items, outputs)
+            emit((index, outputs))
+
+        def process_envelopes(envelopes: list[Any], out: list[Any]) -> None:
+            for index, items in envelopes:
+                outputs: list[Any] = []
+                many(items, outputs)
+                out.append((index, outputs))
+
+        self.process = process_envelope
+        self.process_many = process_envelopes
 
     # -- whole messages at once: the workers' hot path --
 
@@ -380,6 +475,10 @@ class Processor:
         policy = self.op.options.on_error
         if policy == "skip":
             self.skipped += 1
+            return False, None
+        if policy == "collect":
+            attempts = self.op.options.retries + 1
+            self.failures.append(failure_of(self.name, item, exc, attempts))
             return False, None
         if callable(policy):
             replace = cast("Callable[[object, Exception], object]", policy)

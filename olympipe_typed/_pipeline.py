@@ -19,6 +19,7 @@ from ._template import Leaf
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._journal import Journal
     from ._report import RunReport
 
 T_co = TypeVar("T_co", covariant=True)
@@ -41,6 +42,7 @@ T8 = TypeVar("T8")
 
 Backend = Literal["process", "thread", "inline", "ray"]
 StartMethod = Literal["fork", "forkserver", "spawn"]
+PathLike = str | os.PathLike[str]
 
 __all__ = ["Backend", "CacheEnvelope", "Pipeline", "run_all", "source"]
 
@@ -128,6 +130,9 @@ class Pipeline(Generic[T_co]):
         progress: bool = False,
         check_types: bool = False,
         start_method: StartMethod | None = None,
+        failures: PathLike | None = None,
+        max_failures: int | float | None = None,
+        journal: PathLike | None = None,
     ) -> list[T_co]:
         """Run the pipeline and return every output item, in order.
 
@@ -138,14 +143,41 @@ class Pipeline(Generic[T_co]):
             check_types: check every item against each stage's annotations.
             start_method: for ``"process"``: ``"fork"``, ``"forkserver"`` or ``"spawn"``
                 (default: the platform's).
+            failures: a JSON Lines file to which each item that fails under
+                ``on_error="collect"`` is appended as it fails (see ``load_failures``).
+            max_failures: stop the run with ``FailureBudgetExceeded`` after more than this
+                many collected failures (an int), or more than this fraction of the items
+                a stage took (a float in (0, 1)).
+            journal: an SQLite file that makes the run resumable: run again with the same
+                journal after a crash, and the items already done are not run again.
         """
-        return run_all(
-            self,
+        if journal is None:
+            return run_all(
+                self,
+                backend=backend,
+                progress=progress,
+                check_types=check_types,
+                start_method=start_method,
+                failures=failures,
+                max_failures=max_failures,
+            )[0]
+        events = _execute(
+            [self],
             backend=backend,
             progress=progress,
             check_types=check_types,
             start_method=start_method,
-        )[0]
+            failures=failures,
+            max_failures=max_failures,
+            journal=journal,
+        )
+        results: list[T_co] = []
+        try:
+            for _, items in events:
+                results += items
+        finally:
+            events.close()
+        return results
 
     def stream(
         self,
@@ -154,10 +186,15 @@ class Pipeline(Generic[T_co]):
         progress: bool = False,
         check_types: bool = False,
         start_method: StartMethod | None = None,
+        failures: PathLike | None = None,
+        max_failures: int | float | None = None,
+        journal: PathLike | None = None,
     ) -> Iterator[T_co]:
         """Yield output items as they come, in order, with bounded memory.
 
-        Leaving the loop early shuts the pipeline down.
+        Leaving the loop early shuts the pipeline down. The options are ``run()``'s; with
+        ``journal=``, a stream resumed after a crash yields only the outputs the caller has
+        not taken yet (an output is taken once the caller asks for the next one).
         """
         events = _execute(
             [self],
@@ -165,6 +202,10 @@ class Pipeline(Generic[T_co]):
             progress=progress,
             check_types=check_types,
             start_method=start_method,
+            failures=failures,
+            max_failures=max_failures,
+            journal=journal,
+            cursor=True,
         )
         try:
             for _, items in events:
@@ -199,11 +240,41 @@ class Pipeline(Generic[T_co]):
         return to_dot(compile_graph([self._node]))
 
     def wait_for_completion(
-        self, other_pipes: Sequence[Pipeline[object]] | None = None, *, backend: Backend = "process"
+        self,
+        other_pipes: Sequence[Pipeline[object]] | None = None,
+        *,
+        backend: Backend = "process",
+        progress: bool = False,
+        check_types: bool = False,
+        start_method: StartMethod | None = None,
+        failures: PathLike | None = None,
+        max_failures: int | float | None = None,
+        journal: PathLike | None = None,
     ) -> None:
-        """Run, discarding outputs (for pipelines whose stages are sinks)."""
-        for _ in _execute([self, *(other_pipes or ())], backend=backend):
-            pass
+        """Run, discarding outputs (for pipelines whose stages are sinks).
+
+        The options are ``run()``'s; with ``journal=``, an item counts as done once every
+        stage has processed it, and a resumed run skips the done items.
+        """
+        if journal is not None and other_pipes:
+            msg = "journal= takes one pipeline: wait_for_completion() with other_pipes cannot"
+            raise ValueError(msg)
+        events = _execute(
+            [self, *(other_pipes or ())],
+            backend=backend,
+            progress=progress,
+            check_types=check_types,
+            start_method=start_method,
+            failures=failures,
+            max_failures=max_failures,
+            journal=journal,
+            keeps="done",
+        )
+        try:
+            for _ in events:
+                pass
+        finally:
+            events.close()
 
     # -- the olympipe-style fluent API --
 
@@ -522,23 +593,23 @@ class _SourceFactory:
 
 # fmt: off
 @overload
-def run_all(p1: Pipeline[T1], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1]]: ...
+def run_all(p1: Pipeline[T1], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
 @overload
-def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], p8: Pipeline[T8], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+def run_all(p1: Pipeline[T1], p2: Pipeline[T2], p3: Pipeline[T3], p4: Pipeline[T4], p5: Pipeline[T5], p6: Pipeline[T6], p7: Pipeline[T7], p8: Pipeline[T8], /, *, backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
 @overload
-def run_all(*pipelines: Pipeline[T], backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ...) -> tuple[list[T], ...]: ...
+def run_all(*pipelines: Pipeline[T], backend: Backend = ..., progress: bool = ..., check_types: bool = ..., start_method: StartMethod | None = ..., failures: PathLike | None = ..., max_failures: int | float | None = ...) -> tuple[list[T], ...]: ...
 # fmt: on
 def run_all(
     *pipelines: Pipeline[object],
@@ -546,6 +617,8 @@ def run_all(
     progress: bool = False,
     check_types: bool = False,
     start_method: StartMethod | None = None,
+    failures: PathLike | None = None,
+    max_failures: int | float | None = None,
 ) -> tuple[list[Any], ...]:
     """Run several pipelines as one graph; return one list of outputs per pipeline.
 
@@ -566,6 +639,8 @@ def run_all(
         progress=progress,
         check_types=check_types,
         start_method=start_method,
+        failures=failures,
+        max_failures=max_failures,
     )
     try:
         for index, items in events:
@@ -584,31 +659,89 @@ def _execute(
     progress: bool = False,
     check_types: bool = False,
     start_method: StartMethod | None = None,
+    failures: PathLike | None = None,
+    max_failures: int | float | None = None,
+    journal: PathLike | None = None,
+    keeps: Literal["outputs", "done"] = "outputs",
+    cursor: bool = False,
 ) -> Generator[tuple[int, list[Any]]]:
-    """Run the pipelines as one graph; leave the run's report on each of them."""
+    """Run the pipelines as one graph; leave the run's report on each of them.
+
+    With ``journal``, the run is resumable (``_journal``): the events are (0, outputs of one
+    source item), earlier runs' first; with ``cursor`` too, (0, [output]) for each output
+    the caller has not taken yet, counted as taken when the caller comes back.
+    """
+    from ._failures import FailureLog
     from ._report import Recorder
     from ._runner import execute
 
     graph = compile_graph([p._node for p in pipelines])
-    recorder = Recorder(graph, backend, progress=progress)
+    log = FailureLog(failures, max_failures)  # checks max_failures, opens the file
+    book = None
+    if journal is not None:
+        from ._journal import Journal
+
+        try:
+            book = Journal(journal, graph, keeps)
+        except BaseException:
+            log.close()
+            raise
+        graph = book.graph_to_run()
+    recorder = Recorder(graph, backend, progress=progress, failures=log)
     completed = False
     try:
-        events = execute(
-            graph,
-            backend=backend,
-            check_types=check_types,
-            start_method=start_method,
-            recorder=recorder,
-        )
+        if book is None or not book.finished:
+            events = execute(
+                graph,
+                backend=backend,
+                check_types=check_types,
+                start_method=start_method,
+                recorder=recorder,
+            )
+        else:  # a finished journal: its results, and nothing to run
+            events = iter(())
         try:
-            yield from events
+            if book is None:
+                yield from events
+            elif not cursor:
+                from ._journal import journaled_outputs
+
+                for _, outputs in journaled_outputs(book, events):
+                    yield 0, outputs
+            else:
+                yield from _untaken(book, events)
         finally:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
+        recorder.check_budget()
         completed = True
     finally:
+        log.close()
+        if book is not None:
+            book.close()
         recorder.finish(completed=completed)
         report = recorder.report()
         for p in pipelines:
             p._report = report
+
+
+def _untaken(
+    book: Journal, events: Iterator[tuple[int, list[Any]]]
+) -> Iterator[tuple[int, list[Any]]]:
+    """The journal's outputs the caller has not taken, one at a time; each counts as taken
+    when the caller asks for the next one or closes the stream."""
+    from ._journal import journaled_outputs
+
+    cursor = book.cursor
+    assert cursor is not None
+    skip = cursor.taken
+    for _, outputs in journaled_outputs(book, events):
+        for output in outputs:
+            if skip:
+                skip -= 1
+                continue
+            try:
+                yield 0, [output]
+            finally:
+                cursor.advance()

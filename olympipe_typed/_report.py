@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, final
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._failures import Failure, FailureLog
     from ._graph import Graph
 
 _BUCKETS: Final = 400  # a worker's timeline keeps at most this many buckets
@@ -189,7 +190,7 @@ class RunReport:
     utilization over time (needs matplotlib: ``pip install 'olympipe_typed[plot]'``).
     """
 
-    __slots__ = ("backend", "bucket", "completed", "cores", "stages", "wall")
+    __slots__ = ("backend", "bucket", "completed", "cores", "failures", "stages", "wall")
 
     def __init__(
         self,
@@ -200,6 +201,7 @@ class RunReport:
         bucket: float = 0.0,
         completed: bool = True,
         cores: int | None = None,
+        failures: Sequence[Failure[Any]] = (),
     ) -> None:
         self.backend = backend
         #: Seconds from the start of the run to its end.
@@ -211,6 +213,8 @@ class RunReport:
         self.completed = completed
         #: CPUs this process may use (the hint says when they were all busy).
         self.cores = cores
+        #: The items that failed under ``on_error="collect"``, in the order they were reported.
+        self.failures: list[Failure[Any]] = list(failures)
 
     def stage(self, name: str) -> StageReport:
         """The report of the stage called ``name``."""
@@ -288,7 +292,14 @@ class RunReport:
         ]
         state = "" if self.completed else " (did not complete)"
         title = f"run report: {self.wall:.2f} s on backend {self.backend!r}{state}"
-        return "\n".join([title, *lines, f"bottleneck: {self.hint}"])
+        tail = [f"bottleneck: {self.hint}"]
+        if self.failures:
+            counts: dict[str, int] = {}
+            for f in self.failures:
+                counts[f.stage] = counts.get(f.stage, 0) + 1
+            per = ", ".join(f"{stage} {n}" for stage, n in counts.items())
+            tail.append(f"failures collected: {len(self.failures)} ({per})")
+        return "\n".join([title, *lines, *tail])
 
     def __repr__(self) -> str:
         return f"<RunReport {self.backend!r} {self.wall:.3f} s, {len(self.stages)} stages>"
@@ -336,6 +347,7 @@ class RunReport:
             "completed": self.completed,
             "bottleneck": None if self.bottleneck is None else self.bottleneck.name,
             "hint": self.hint,
+            "failures": len(self.failures),
             "stages": [
                 {
                     "name": s.name,
@@ -358,7 +370,9 @@ class RunReport:
 class Recorder:
     """The caller's side: gathers workers' numbers into a report, and draws live progress."""
 
-    def __init__(self, graph: Graph, backend: str, *, progress: bool) -> None:
+    def __init__(
+        self, graph: Graph, backend: str, *, progress: bool, failures: FailureLog | None = None
+    ) -> None:
         self.graph = graph
         self.backend = backend
         self.started = time.perf_counter()
@@ -368,6 +382,22 @@ class Recorder:
         self.skipped: dict[str, int] = {}
         self.counts: dict[str, dict[int, tuple[int, int]]] = {}  # live: stage -> worker -> in/out
         self.progress = _Progress(graph) if progress else None
+        if failures is None:
+            from ._failures import FailureLog
+
+            failures = FailureLog(None, None)
+        self.failure_log = failures
+
+    def fail(self, stage: str, worker: int, failures: list[Failure[Any]], entered: int) -> None:
+        """A worker's newly collected failures (raises FailureBudgetExceeded when spent)."""
+        self.failure_log.add(stage, worker, failures, entered)
+
+    def check_budget(self) -> None:
+        """At the end of a run: the failure budget against each stage's final item count."""
+        entered: dict[str, int] = {
+            stage: sum(w.items_in for w in stats) for stage, stats in self.workers.items()
+        }
+        self.failure_log.check(final=True, entered=entered)
 
     def stats(self, stage: str, stats: WorkerStats) -> None:
         """A worker's final numbers (it has finished)."""
@@ -408,7 +438,13 @@ class Recorder:
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return RunReport(
-            self.backend, wall, stages, bucket=bucket, completed=self.completed, cores=cores
+            self.backend,
+            wall,
+            stages,
+            bucket=bucket,
+            completed=self.completed,
+            cores=cores,
+            failures=self.failure_log.failures,
         )
 
     def _stage(

@@ -138,9 +138,13 @@ class Stage(Generic[In_contra, Out_co]):
         workers: int | None = None,
         ordered: bool | None = None,
         queue_size: int | None = None,
-        on_error: Literal["raise", "skip"] | Callable[[In_contra, Exception], Out_co] | None = None,
+        on_error: Literal["raise", "skip", "collect"]
+        | Callable[[In_contra, Exception], Out_co]
+        | None = None,
         retries: int | None = None,
         resources: Mapping[str, float] | None = None,
+        item_timeout: float | None = None,
+        max_items_per_worker: int | None = None,
     ) -> Stage[In_contra, Out_co]:
         """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).
 
@@ -156,6 +160,8 @@ class Stage(Generic[In_contra, Out_co]):
             "on_error": on_error,
             "retries": retries,
             "resources": resources,
+            "item_timeout": item_timeout,
+            "max_items_per_worker": max_items_per_worker,
         }
         changes = {k: v for k, v in given.items() if v is not None}
         if "name" in changes and not isinstance(self._template, Leaf):
@@ -370,8 +376,20 @@ def _options(
     on_error: ErrorPolicy,
     retries: int,
     resources: Mapping[str, float] | None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> Options:
-    return Options(name, workers, ordered, queue_size, on_error, retries, resources)
+    return Options(
+        name,
+        workers,
+        ordered,
+        queue_size,
+        on_error,
+        retries,
+        resources,
+        item_timeout,
+        max_items_per_worker,
+    )
 
 
 @overload
@@ -388,6 +406,8 @@ def stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> StageDecorator: ...
 def stage(
     fn: object = None,
@@ -400,6 +420,8 @@ def stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> object:
     """Make a map stage (one output per input) from a function or a class.
 
@@ -415,7 +437,18 @@ def stage(
     ('inc', 2)
     """
     deco = StageDecorator(
-        "map", _options(name, workers, ordered, queue_size, on_error, retries, resources)
+        "map",
+        _options(
+            name,
+            workers,
+            ordered,
+            queue_size,
+            on_error,
+            retries,
+            resources,
+            item_timeout,
+            max_items_per_worker,
+        ),
     )
     return deco if fn is None else deco._apply(fn)
 
@@ -434,6 +467,8 @@ def flat_stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> FlatStageDecorator: ...
 def flat_stage(
     fn: object = None,
@@ -446,6 +481,8 @@ def flat_stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> object:
     """Make a stage with 0..n outputs per input, in order, from a function returning an iterable.
 
@@ -456,7 +493,17 @@ def flat_stage(
     >>> (source(["a b", "", "c"]) >> words).run(backend="inline")
     ['a', 'b', 'c']
     """
-    opts = _options(name, workers, ordered, queue_size, on_error, retries, resources)
+    opts = _options(
+        name,
+        workers,
+        ordered,
+        queue_size,
+        on_error,
+        retries,
+        resources,
+        item_timeout,
+        max_items_per_worker,
+    )
     deco = FlatStageDecorator("flat", opts)
     return deco if fn is None else deco._apply(fn)
 
@@ -477,6 +524,8 @@ def filter_stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> FilterStageDecorator: ...
 def filter_stage(
     fn: object = None,
@@ -489,6 +538,8 @@ def filter_stage(
     on_error: ErrorPolicy = "raise",
     retries: int = 0,
     resources: Mapping[str, float] | None = None,
+    item_timeout: float | None = None,
+    max_items_per_worker: int | None = None,
 ) -> object:
     """Make a stage that keeps the items for which a predicate is true.
 
@@ -499,7 +550,17 @@ def filter_stage(
     >>> (source(range(6)) >> even).run(backend="inline")
     [0, 2, 4]
     """
-    opts = _options(name, workers, ordered, queue_size, on_error, retries, resources)
+    opts = _options(
+        name,
+        workers,
+        ordered,
+        queue_size,
+        on_error,
+        retries,
+        resources,
+        item_timeout,
+        max_items_per_worker,
+    )
     deco = FilterStageDecorator("filter", opts)
     return deco if fn is None else deco._apply(fn)
 

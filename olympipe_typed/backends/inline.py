@@ -42,6 +42,7 @@ def execute(
         timed = [(k, p) for k, p in procs.items() if p.op.seconds is not None]
         sinks = graph.sinks_of()
         limited = any(p.op.kind in ("limit", "timeout") for p in procs.values())
+        collecting = [k for k, p in procs.items() if p.op.options.on_error == "collect"]
         iterators = [(n.id, n.name, iter(n.source.open())) for n in graph.sources if n.source]
         while iterators:
             for entry in list(iterators):
@@ -62,6 +63,8 @@ def execute(
                     for proc_id, proc in timed:
                         proc.poll(now, emitters[proc_id])
                 emitters[node_id](item)
+                if collecting:
+                    _hand_failures(graph, procs, stats, collecting, recorder)
                 if recorder is not None and recorder.progress is not None:
                     for k, st in stats.items():
                         recorder.live(graph.nodes[k].name, 0, st.items_in, st.items_out)
@@ -71,6 +74,8 @@ def execute(
         for node in graph.nodes:
             if node.op is not None:
                 procs[node.id].flush(emitters[node.id])
+                if collecting:
+                    _hand_failures(graph, procs, stats, collecting, recorder)
                 while ready:
                     index, item = ready.popleft()
                     yield index, [item]
@@ -80,6 +85,22 @@ def execute(
         raise
     _record(graph, stats, procs, recorder, nested)
     _close_all(procs, quiet=False)
+
+
+def _hand_failures(
+    graph: Graph,
+    procs: dict[int, Processor],
+    stats: dict[int, WorkerStats],
+    collecting: list[int],
+    recorder: Recorder | None,
+) -> None:
+    """Hand the items that failed under on_error="collect" to the report, as they fail."""
+    for node_id in collecting:
+        proc = procs[node_id]
+        if proc.failures:
+            failures, proc.failures = proc.failures, []
+            if recorder is not None:
+                recorder.fail(graph.nodes[node_id].name, 0, failures, stats[node_id].items_in)
 
 
 def _record(

@@ -459,7 +459,12 @@ def _worker_main(
     try:
         control.send(("started",))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
-        proc = op.open(name, check_types=check_types)
+        proc = op.open(
+            name,
+            check_types=check_types,
+            processes=stop is None,
+            shipped=op_arg if isinstance(op_arg, bytes) else None,
+        )
         worker_ = _Worker(
             proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id
         )
@@ -810,6 +815,8 @@ class _Worker:
             self.next_sample = now + _CPU_SAMPLE
         n = sum(len(m[2]) for m in msgs)
         stats.items_in += n
+        if self.proc.failures:
+            self._send_failures()
         stats.busy += now - started
         stats.timeline.add(started, now)
         # What an item costs: the mean over the last moments (a few slow items among fast
@@ -856,6 +863,24 @@ class _Worker:
             if proc.exhausted:
                 self._finish_early()
                 return
+
+    def _send_failures(self) -> None:
+        """Hand the items that failed under on_error="collect" to the caller."""
+        failures, self.proc.failures = self.proc.failures, []
+        report = ("failures", self.worker, failures, self.stats.items_in)
+        try:
+            self.control.send(report)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            # An item the stage changed into something unpicklable: its repr stands in.
+            from .._failures import Failure
+
+            shown = [
+                Failure(
+                    f.stage, short_repr(f.item), f.error_type, f.message, f.traceback, f.attempts
+                )
+                for f in failures
+            ]
+            self.control.send(("failures", self.worker, shown, self.stats.items_in))
 
     def _emit_flush(self, value: object) -> None:
         """End of stream: a flush's outputs come after everything, in node order (as inline)."""
@@ -1169,6 +1194,11 @@ class _Run:
         if kind == "stats":
             if self.recorder is not None:
                 self.recorder.stats(name, report[1])
+            return True
+        if kind == "failures":
+            if self.recorder is not None:
+                _, worker, failures, entered = report
+                self.recorder.fail(name, worker, failures, entered)
             return True
         if kind == "skipped":
             log_skipped(name, report[1])
@@ -1675,7 +1705,7 @@ class _Signals:
 
     def __init__(self, run: _Run) -> None:
         self.run = run
-        self.sigint: Any = None  # SIGINT's handler, while held
+        self.sigint: Any = None  # SIGINT's handler before ours, to put back
         self.interrupted = False
 
     def start(self) -> None:

@@ -50,6 +50,7 @@ from .._report import WorkerStats
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from .._failures import Failure
     from .._graph import Graph, Node
     from .._ops import Emit, Processor
     from .._report import Recorder
@@ -75,6 +76,9 @@ class Message(NamedTuple):
     keys: list[Key] | None  # in graphs that merge flows only
     costs: dict[int, tuple[float, float]]  # node id -> (seconds, bytes) per source item
     exhausted: frozenset[int]  # nodes that want no more input
+    # Items that failed under on_error="collect" on the way: node id -> (worker, items the
+    # worker had taken, failures); merged like costs, so a fan-out's outputs repeat them.
+    failures: Mapping[int, tuple[int, int, list[Failure[Any]]]] = {}
 
 
 class ActorSpec(NamedTuple):
@@ -161,7 +165,9 @@ class OlympipeStage:
         self.failure: _Failure | None = None
         self.last_key: Key = (0,)
         try:
-            self.proc = pickle.loads(spec.op).open(spec.name, check_types=spec.check_types)
+            # item_timeout and max_items_per_worker: a child process of the actor, forked.
+            op = pickle.loads(spec.op)
+            self.proc = op.open(spec.name, check_types=spec.check_types, processes=True)
         except StageError as exc:  # a class stage's constructor raised
             self.failure = _failure(spec.name, exc)
         except Exception as exc:  # the stage's code cannot be imported on this node
@@ -277,15 +283,20 @@ class OlympipeStage:
     ) -> Message:
         costs: dict[int, tuple[float, float]] = {}
         exhausted: set[int] = set()
+        failures: dict[int, tuple[int, int, list[Failure[Any]]]] = {}
         for msg in inputs:
             costs.update(msg.costs)
             exhausted |= msg.exhausted
+            failures.update(msg.failures)
+        if proc.failures:
+            failures[self.spec.node_id] = (self.spec.worker, self.stats.items_in, proc.failures)
+            proc.failures = []
         if n_source:  # what this node costs per source item: the caller sizes messages by it
             nbytes = _sizeof(out[0]) * len(out) if out else 0
             costs[self.spec.node_id] = (busy / n_source, nbytes / n_source)
         if proc.exhausted:
             exhausted.add(self.spec.node_id)
-        return Message(out, keys, costs, frozenset(exhausted))
+        return Message(out, keys, costs, frozenset(exhausted), failures)
 
 
 # --- the caller's side ---
@@ -636,7 +647,9 @@ class _Run:
                         continue
                     return
             self.pending.popleft()
-            for index, msg in enumerate(self._get(entry)):
+            msgs = self._get(entry)
+            self._failures(msgs)
+            for index, msg in enumerate(msgs):
                 self._learn(msg)
                 if msg.items:
                     yield index, msg.items
@@ -650,6 +663,15 @@ class _Run:
         except ray.exceptions.RayError as exc:
             error, cause = self._translate(exc)
         raise error from cause
+
+    def _failures(self, msgs: list[Message]) -> None:
+        """Hand the failures the messages of one seq carry to the report, each once."""
+        seen: dict[int, tuple[int, int, list[Failure[Any]]]] = {}
+        for msg in msgs:
+            seen.update(msg.failures)
+        if self.recorder is not None:
+            for node_id, (worker, entered, failures) in seen.items():
+                self.recorder.fail(self.graph.nodes[node_id].name, worker, failures, entered)
 
     def _learn(self, msg: Message) -> None:
         self.costs.update(msg.costs)
