@@ -27,6 +27,7 @@ from ._stage import Stage as Stage
 from ._stage import batch as batch
 from ._stage import filter_stage as filter_stage
 from ._stage import flat_stage as flat_stage
+from ._stage import partial_stage as partial_stage
 from ._stage import stage as stage
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ __all__ = [
     "batch",
     "filter_stage",
     "flat_stage",
+    "partial_stage",
     "run_all",
     "source",
     "stage",

@@ -6,7 +6,7 @@ has string annotations: the checks must resolve them to catch mismatches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from typing_extensions import TypeIs
@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def _dynamic(fn: Callable[[Any], Any], name: str | None = None) -> Stage[Any, Any]:
     """A stage of ``fn`` the type checkers cannot see through, as in a graph built at run time."""
-    return cast("Stage[Any, Any]", stage(name=name)(fn))
+    return stage(name=name)(fn)
 
 
 def _hide(s: Stage[Any, Any]) -> Stage[Any, Any]:
