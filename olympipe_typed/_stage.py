@@ -19,7 +19,6 @@ for every composition, without a plugin. Two places need care:
 
 from __future__ import annotations
 
-import functools
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -51,6 +50,7 @@ from ._ops import (
 from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves, with_options
 
 if TYPE_CHECKING:
+    import functools
     from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import TypeGuard
 
