@@ -7,7 +7,7 @@ import importlib
 import itertools
 import multiprocessing as mp
 import os
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import fns
 from .workloads import ARRAY_BYTES, Workload
@@ -182,11 +182,11 @@ def run_olympipe_typed_ray(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 
 
 def _olympipe_typed(w: Workload, items: Iterator[Any], backend: OtBackend) -> Iterable[Any]:
-    from olympipe_typed import Pipeline, Stage, source, stage
+    from olympipe_typed import Pipeline, source, stage
 
     p: Pipeline[Any] = source(items)
     for s in w.stages:
-        st = cast("Stage[Any, Any]", stage(s.fn))
+        st = stage(s.fn)
         if s.workers > 1:
             st = st.options(workers=s.workers)
         p = p >> st

@@ -32,6 +32,7 @@ from ._stage import Stage as Stage
 from ._stage import batch as batch
 from ._stage import filter_stage as filter_stage
 from ._stage import flat_stage as flat_stage
+from ._stage import partial_stage as partial_stage
 from ._stage import stage as stage
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ __all__ = [
     "filter_stage",
     "flat_stage",
     "load_failures",
+    "partial_stage",
     "run_all",
     "source",
     "stage",

@@ -146,46 +146,15 @@ def _widen(hint: object) -> object:
 def fits(produced: object, expected: object) -> bool:
     """Whether items of hint ``produced`` may flow into a parameter of hint ``expected``.
 
-    Accepts what mypy accepts: unannotated, Any and TypeVar hints fit anything,
-    an int fits a float, a subclass fits its base.
+    Accepts everything mypy accepts (see ``_subhint``): unannotated, Any and TypeVar
+    hints fit anything, an int fits a float at any depth, a NamedTuple fits a tuple,
+    a subclass fits its base, containers by their variance.
     """
-    if _is_open(produced) or _is_open(expected) or produced == expected:
+    if produced is UNKNOWN or expected is UNKNOWN:
         return True
-    quick = _plain_fit(produced, expected)
-    if quick is not None:
-        return quick
-    from beartype.door import is_subhint
+    from ._subhint import subhint
 
-    members = typing.get_args(produced) if _is_union(produced) else (produced,)
-    try:
-        widened = _widen(expected)
-        return all(
-            is_subhint(cast("Any", m), cast("Any", expected))
-            or is_subhint(cast("Any", m), cast("Any", widened))
-            for m in members
-        )
-    except Exception:
-        return True
-
-
-_NUMERIC: Final[dict[type, tuple[type, ...]]] = {float: (int,), complex: (int, float)}
-
-
-def _plain_fit(produced: object, expected: object) -> bool | None:
-    """The answer for two plain classes, without importing beartype (~90 ms); else None."""
-    if not (isinstance(produced, type) and isinstance(expected, type)):
-        return None
-    if typing.get_args(produced) or typing.get_args(expected):
-        return None
-    try:
-        return issubclass(produced, expected) or produced in _NUMERIC.get(expected, ())
-    except TypeError:  # a Protocol that is not runtime-checkable: ask beartype
-        return None
-
-
-def _is_union(hint: object) -> bool:
-    origin = typing.get_origin(hint)
-    return origin is typing.Union or str(origin) == "<class 'types.UnionType'>"
+    return subhint(produced, expected)
 
 
 def hint_repr(hint: object) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
 from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of, method_ref
-from ._stage import Batch, _Call, as_template, make_op
+from ._stage import Batch, Stage, _Call, as_template, make_op
 from ._template import Leaf
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ class Pipeline(Generic[T_co]):
 
     @overload
     def __rshift__(self, other: Batch, /) -> Pipeline[list[T_co]]: ...
+    @overload  # a Stage by its In and Out, not by what calling it directly returns
+    def __rshift__(self, other: Stage[T_co, R, object], /) -> Pipeline[R]: ...
     @overload
     def __rshift__(self, other: _Call[T_co, R], /) -> Pipeline[R]: ...
     def __rshift__(self, other: object, /) -> Pipeline[Any]:

@@ -13,20 +13,27 @@ for every composition, without a plugin. Two places need care:
   stages, such instances and plain functions alike.
 """
 
+# The decorators' overloads overlap on purpose (a class before any callable, a partial and a list
+# before any iterable): the first match is the precise one.
+# mypy: disable-error-code="overload-overlap"
+
 from __future__ import annotations
 
 from typing import (
     TYPE_CHECKING,
     Any,
+    Concatenate,
     Generic,
     Literal,
+    Never,
     ParamSpec,
     Protocol,
-    TypeVar,
     cast,
     final,
     overload,
 )
+
+from typing_extensions import TypeVar, deprecated  # PEP 696 defaults (Call_co) on 3.11
 
 from ._hints import UNKNOWN, callable_hints, element_hint, narrowed_hint
 from ._ops import (
@@ -43,7 +50,8 @@ from ._ops import (
 from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves, with_options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    import functools
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from typing import TypeGuard
 
     from typing_extensions import TypeIs
@@ -51,11 +59,22 @@ if TYPE_CHECKING:
 # A stage that accepts Base accepts Derived; one that yields Derived can stand in for Base.
 In_contra = TypeVar("In_contra", contravariant=True)
 Out_co = TypeVar("Out_co", covariant=True)
+# What calling the stage directly returns: the function's own result. That is the output for a
+# map stage (hence the default), the iterable for a flat stage, the bool for a filter.
+Call_co = TypeVar("Call_co", covariant=True, default=Out_co)
+# The class a class-stage factory was made from (type[Scaler]) and the stage kind it makes.
+K_co = TypeVar("K_co", covariant=True)
+Kind_co = TypeVar("Kind_co", bound=Literal["map", "flat"], covariant=True)
 A = TypeVar("A")
 B = TypeVar("B")
 R = TypeVar("R")
 T = TypeVar("T")
 P = ParamSpec("P")
+
+# mypy reads a partial's parameters as (*Any, **Any), so stage(partial(f, k=v)) would be a
+# Stage[Any, ...] that takes wrong items. Both checkers type it Stage[Never, ...] (every use is
+# an error) and point to partial_stage, whose Concatenate keeps the item type.
+_PARTIAL = "stage(functools.partial(fn, ...)) has no item type; use partial_stage(fn, ...)"
 
 __all__ = [
     "Batch",
@@ -67,6 +86,7 @@ __all__ = [
     "batch",
     "filter_stage",
     "flat_stage",
+    "partial_stage",
     "stage",
 ]
 
@@ -77,12 +97,24 @@ class _Call(Protocol[In_contra, Out_co]):
     def __call__(self, item: In_contra, /) -> Out_co: ...
 
 
+class _FlatCall(Protocol[In_contra, Out_co]):
+    def __call__(self, item: In_contra, /) -> Iterable[Out_co]: ...
+
+
+# Classes are told from functions by type[...], so a function whose result is itself callable
+# (a closure, a model object) is a function stage, never a class-stage factory.
+_MapClass = TypeVar("_MapClass", bound="type[_Call[Any, Any]]")
+_FlatClass = TypeVar("_FlatClass", bound="type[_FlatCall[Any, Any]]")
+
+
 @final
-class Stage(Generic[In_contra, Out_co]):
+class Stage(Generic[In_contra, Out_co, Call_co]):
     """A reusable, typed step of a pipeline: takes ``In`` items, produces ``Out`` items.
 
     A stage is a template: building a pipeline from it starts nothing, and the same
-    stage may appear in many pipelines. Calling it calls the underlying function.
+    stage may appear in many pipelines. Calling it calls the underlying function, and
+    ``Call`` (the third type argument, ``Out`` unless given) is what that returns: the
+    iterable of a flat stage, the bool of a filter.
 
     >>> @stage
     ... def double(x: int) -> int:
@@ -103,25 +135,42 @@ class Stage(Generic[In_contra, Out_co]):
 
     @overload
     def __rshift__(self, other: Batch, /) -> Stage[In_contra, list[Out_co]]: ...
+    @overload  # a Stage by its In and Out, not by what calling it directly returns
+    def __rshift__(self, other: Stage[Out_co, R, object], /) -> Stage[In_contra, R]: ...
     @overload
     def __rshift__(self, other: _Call[Out_co, R], /) -> Stage[In_contra, R]: ...
-    def __rshift__(self, other: object, /) -> Stage[In_contra, object]:
+    def __rshift__(self, other: object, /) -> Stage[Any, object]:
         return Stage(chain(self._template, as_template(other)))
 
-    def __or__(self, other: _Call[In_contra, R], /) -> Stage[In_contra, Out_co | R]:
+    @overload
+    def __or__(self, other: Stage[In_contra, R, object], /) -> Stage[In_contra, Out_co | R]: ...
+    @overload
+    def __or__(self, other: _Call[In_contra, R], /) -> Stage[In_contra, Out_co | R]: ...
+    def __or__(self, other: object, /) -> Stage[Any, object]:
         """Fan-out: every item goes to both; per input, this stage's outputs then ``other``'s."""
         return Stage(fan(self._template, as_template(other)))
 
+    # A stage is contravariant in its input, so ``audit | encode`` with a wider left input
+    # (Stage[object, str] | Stage[Image, bytes]) is a fan-out over the narrower one. The
+    # checkers try this when __or__ above does not apply; at run time it also serves
+    # ``plain_function | stage``.
+    @overload
+    def __ror__(self, other: Stage[In_contra, R, object], /) -> Stage[In_contra, R | Out_co]: ...
+    @overload
+    def __ror__(self, other: _Call[In_contra, R], /) -> Stage[In_contra, R | Out_co]: ...
+    def __ror__(self, other: object, /) -> Stage[Any, object]:
+        return Stage(fan(as_template(other), self._template))
+
     # -- use --
 
-    def __call__(self, item: In_contra, /) -> Out_co:
+    def __call__(self, item: In_contra, /) -> Call_co:
         """Call the underlying function on one item (a class stage builds its instance once)."""
         t = self._template
         if isinstance(t, Leaf) and t.op.fn is not None and t.op.kind in ("map", "flat", "filter"):
             if self._instance is None:
                 fn = t.op.fn
                 self._instance = fn.build()[0] if isinstance(fn, ClassSpec) else fn
-            return cast("Out_co", self._instance(item))
+            return cast("Call_co", self._instance(item))
         outputs = iter_outputs_template(t, item)
         if len(outputs) != 1:
             msg = (
@@ -129,7 +178,7 @@ class Stage(Generic[In_contra, Out_co]):
                 "call it only where each item gives exactly one output, or run it in a pipeline"
             )
             raise TypeError(msg)
-        return cast("Out_co", outputs[0])
+        return cast("Call_co", outputs[0])
 
     def options(
         self,
@@ -145,7 +194,7 @@ class Stage(Generic[In_contra, Out_co]):
         resources: Mapping[str, float] | None = None,
         item_timeout: float | None = None,
         max_items_per_worker: int | None = None,
-    ) -> Stage[In_contra, Out_co]:
+    ) -> Stage[In_contra, Out_co, Call_co]:
         """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).
 
         >>> slow = stage(str.upper).options(workers=4, name="upper")
@@ -209,7 +258,11 @@ class Batch:
     def __init__(self, template: Leaf, /) -> None:
         self._template = template
 
-    def __rshift__(self, other: _Call[list[T], R], /) -> Stage[T, R]:
+    @overload
+    def __rshift__(self, other: Stage[list[T], R, object], /) -> Stage[T, R]: ...
+    @overload
+    def __rshift__(self, other: _Call[list[T], R], /) -> Stage[T, R]: ...
+    def __rshift__(self, other: object, /) -> Stage[Any, object]:
         return Stage(chain(self._template, as_template(other)))
 
     @property
@@ -261,7 +314,7 @@ def make_op(kind: Kind, fn: Callable[..., object] | ClassSpec, options: Options)
 
 
 @final
-class ClassStageFactory:
+class ClassStageFactory(Generic[K_co, Kind_co]):
     """``stage(Cls)``: calling it with ``Cls``'s init arguments gives a Stage.
 
     The instance is not built here: each worker builds its own, once.
@@ -281,7 +334,21 @@ class ClassStageFactory:
             msg = f"a class stage needs a __call__(self, item) method ({cls.__qualname__} has none)"
             raise TypeError(msg)
 
-    def __call__(self, *args: object, **kwargs: object) -> Stage[Any, Any]:
+    @overload
+    def __call__(
+        self: ClassStageFactory[Callable[P, _Call[A, B]], Literal["map"]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Stage[A, B]: ...
+    @overload
+    def __call__(
+        self: ClassStageFactory[Callable[P, _FlatCall[A, B]], Literal["flat"]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Stage[A, B, Iterable[B]]: ...
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Stage[Any, Any, Any]:
         import inspect
 
         try:
@@ -307,12 +374,13 @@ class _Decorator:
         self._kind = kind
         self._options = options
 
-    def _apply(self, fn: object) -> object:
+    def _apply(self, fn: object) -> Any:
         if isinstance(fn, Stage | Batch):
             msg = f"{fn!r} is already a stage; use .options(...) to change its options"
             raise TypeError(msg)
-        if isinstance(fn, type):
-            return ClassStageFactory(self._kind, fn, self._options)
+        cls = _class_of(fn)
+        if cls is not None:
+            return ClassStageFactory[Any, Any](self._kind, cls, self._options)
         if not callable(fn):
             msg = f"a stage is made from a function or a class, not {type(fn).__qualname__}"
             raise TypeError(msg)
@@ -327,15 +395,14 @@ class StageDecorator(_Decorator):
     __slots__ = ()
 
     @overload
-    def __call__(self, fn: Callable[P, _Call[A, B]], /) -> Callable[P, Stage[A, B]]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: _MapClass, /) -> ClassStageFactory[_MapClass, Literal["map"]]: ...  # pyright: ignore[reportOverlappingOverload]
+    @overload
+    @deprecated(_PARTIAL)
+    def __call__(self, fn: functools.partial[B], /) -> Stage[Never, B]: ...
     @overload
     def __call__(self, fn: Callable[[A], B], /) -> Stage[A, B]: ...
     def __call__(self, fn: object, /) -> object:
         return self._apply(fn)
-
-
-class _FlatCall(Protocol[In_contra, Out_co]):
-    def __call__(self, item: In_contra, /) -> Iterable[Out_co]: ...
 
 
 @final
@@ -345,9 +412,16 @@ class FlatStageDecorator(_Decorator):
     __slots__ = ()
 
     @overload
-    def __call__(self, fn: Callable[P, _FlatCall[A, B]], /) -> Callable[P, Stage[A, B]]: ...
+    def __call__(self, fn: _FlatClass, /) -> ClassStageFactory[_FlatClass, Literal["flat"]]: ...
     @overload
-    def __call__(self, fn: Callable[[A], Iterable[B]], /) -> Stage[A, B]: ...
+    @deprecated(_PARTIAL)
+    def __call__(self, fn: functools.partial[Iterable[B]], /) -> Stage[Never, B, Never]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], list[B]], /) -> Stage[A, B, list[B]]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], Iterator[B]], /) -> Stage[A, B, Iterator[B]]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], Iterable[B]], /) -> Stage[A, B, Iterable[B]]: ...
     def __call__(self, fn: object, /) -> object:
         return self._apply(fn)
 
@@ -359,11 +433,14 @@ class FilterStageDecorator(_Decorator):
     __slots__ = ()
 
     @overload
-    def __call__(self, fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B]: ...
+    @deprecated(_PARTIAL)
+    def __call__(self, fn: functools.partial[bool], /) -> Stage[Never, Never, Never]: ...
     @overload
-    def __call__(self, fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B]: ...
+    def __call__(self, fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B, bool]: ...
     @overload
-    def __call__(self, fn: Callable[[A], bool], /) -> Stage[A, A]: ...
+    def __call__(self, fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B, bool]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], bool], /) -> Stage[A, A, bool]: ...
     def __call__(self, fn: object, /) -> object:
         return self._apply(fn)
 
@@ -393,7 +470,10 @@ def _options(
 
 
 @overload
-def stage(fn: Callable[P, _Call[A, B]], /) -> Callable[P, Stage[A, B]]: ...  # type: ignore[overload-overlap]
+def stage(fn: _MapClass, /) -> ClassStageFactory[_MapClass, Literal["map"]]: ...  # pyright: ignore[reportOverlappingOverload]
+@overload
+@deprecated(_PARTIAL)
+def stage(fn: functools.partial[B], /) -> Stage[Never, B]: ...
 @overload
 def stage(fn: Callable[[A], B], /) -> Stage[A, B]: ...
 @overload
@@ -454,9 +534,16 @@ def stage(
 
 
 @overload
-def flat_stage(fn: Callable[P, _FlatCall[A, B]], /) -> Callable[P, Stage[A, B]]: ...
+def flat_stage(fn: _FlatClass, /) -> ClassStageFactory[_FlatClass, Literal["flat"]]: ...
 @overload
-def flat_stage(fn: Callable[[A], Iterable[B]], /) -> Stage[A, B]: ...
+@deprecated(_PARTIAL)
+def flat_stage(fn: functools.partial[Iterable[B]], /) -> Stage[Never, B, Never]: ...
+@overload
+def flat_stage(fn: Callable[[A], list[B]], /) -> Stage[A, B, list[B]]: ...
+@overload
+def flat_stage(fn: Callable[[A], Iterator[B]], /) -> Stage[A, B, Iterator[B]]: ...
+@overload
+def flat_stage(fn: Callable[[A], Iterable[B]], /) -> Stage[A, B, Iterable[B]]: ...
 @overload
 def flat_stage(
     *,
@@ -509,11 +596,14 @@ def flat_stage(
 
 
 @overload
-def filter_stage(fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B]: ...
+@deprecated(_PARTIAL)
+def filter_stage(fn: functools.partial[bool], /) -> Stage[Never, Never, Never]: ...
 @overload
-def filter_stage(fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B]: ...
+def filter_stage(fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B, bool]: ...
 @overload
-def filter_stage(fn: Callable[[A], bool], /) -> Stage[A, A]: ...
+def filter_stage(fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B, bool]: ...
+@overload
+def filter_stage(fn: Callable[[A], bool], /) -> Stage[A, A, bool]: ...
 @overload
 def filter_stage(
     *,
@@ -583,3 +673,48 @@ def batch(
         check_seconds("timeout", timeout)
     options = Options(name=name, queue_size=queue_size)
     return Batch(Leaf(Op("batch", None, options, label=f"batch({n})", size=n, seconds=timeout)))
+
+
+@final
+class _BoundTail:
+    """``fn`` with every parameter but the first bound: what ``partial_stage`` runs."""
+
+    __slots__ = ("args", "fn", "kwargs")
+
+    def __init__(
+        self, fn: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __call__(self, item: object, /) -> object:
+        return self.fn(item, *self.args, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"partial_stage({label_of(self.fn)})"
+
+
+def partial_stage(
+    fn: Callable[Concatenate[A, P], B], /, *args: P.args, **kwargs: P.kwargs
+) -> Stage[A, B]:
+    """A map stage of ``fn`` with every parameter but the first (the item) bound here.
+
+    The typed form of ``stage(functools.partial(fn, ...))``: the arguments are checked
+    against ``fn`` and the item type is ``fn``'s first parameter's, for both checkers.
+
+    >>> def scale(x: float, factor: float) -> float:
+    ...     return x * factor
+    >>> partial_stage(scale, factor=2.0)(1.5)
+    3.0
+    """
+    bound = _BoundTail(fn, args, kwargs)
+    hints = callable_hints(fn)
+    op = make_op("map", bound, Options())
+    return Stage(Leaf(op.replace(label=label_of(fn), in_hint=hints[0], out_hint=hints[1])))
+
+
+def _class_of(fn: object) -> type | None:
+    """The class behind ``fn`` if it is one (``Echo`` or a specialised ``Echo[int]``), else None."""
+    if isinstance(fn, type):
+        return fn
+    origin = getattr(fn, "__origin__", None)
+    return origin if isinstance(origin, type) and callable(fn) else None

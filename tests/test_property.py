@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(600)
 
 # Each generated stage maps ints to ints, so any two compose.
-IntStage = Stage[int, int]
+# Any stage from int to int, whatever calling it directly returns (a flat stage: a list).
+IntStage = Stage[int, int, object]
 
 
 def _options(draw: DrawFn, s: IntStage) -> IntStage:

@@ -164,7 +164,7 @@ def test_filter_stage_typeis_narrows_items(backend: Backend) -> None:
     """A TypeIs predicate keeps the matching items and narrows the pipeline's item type."""
     data: list[int | str] = [1, "a", 2, "b", 3]
     pipeline = source(data) >> is_int
-    assert_type(is_int, Stage[int | str, int])
+    assert_type(is_int, Stage[int | str, int, bool])
     assert_type(pipeline, Pipeline[int])
     assert pipeline.run(backend=backend) == [1, 2, 3]
 
@@ -283,7 +283,7 @@ def test_stage_class_without_call_is_rejected() -> None:
         pass
 
     with pytest.raises(TypeError, match="NotCallable"):
-        stage(NotCallable)  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
+        stage(NotCallable)  # type: ignore[type-var]  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def test_stage_class_checks_init_arguments() -> None:

@@ -6,7 +6,9 @@ has string annotations: the checks must resolve them to catch mismatches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+# Read at run time: the wiring check resolves the string annotations of the stages below.
+from collections.abc import Mapping, Sequence  # noqa: TC003
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import pytest
 from typing_extensions import TypeIs
@@ -34,7 +36,7 @@ T = TypeVar("T")
 
 def _dynamic(fn: Callable[[Any], Any], name: str | None = None) -> Stage[Any, Any]:
     """A stage of ``fn`` the type checkers cannot see through, as in a graph built at run time."""
-    return cast("Stage[Any, Any]", stage(name=name)(fn))
+    return stage(name=name)(fn)
 
 
 def _hide(s: Stage[Any, Any]) -> Stage[Any, Any]:
@@ -334,3 +336,35 @@ def test_wiring_class_stage_into_matching_stage_is_accepted(backend: Backend) ->
         "10",
         "20",
     ]
+
+
+def test_issue_20_compositions_mypy_accepts_are_accepted() -> None:
+    """A NamedTuple into a tuple stage, int into float inside Sequence and Mapping: no WiringError."""
+
+    class Span(NamedTuple):
+        start: int
+        end: int
+
+    def to_span(x: int) -> Span:
+        return Span(x, x + 1)
+
+    def width(s: tuple[int, int]) -> int:
+        return s[1] - s[0]
+
+    def ints(x: int) -> list[int]:
+        return [x]
+
+    def mean(xs: Sequence[float]) -> float:
+        return sum(xs) / len(xs)
+
+    def counts(x: int) -> Mapping[str, int]:
+        return {"n": x}
+
+    def total(m: Mapping[str, float]) -> float:
+        return sum(m.values())
+
+    assert (source([1]) >> stage(to_span) >> stage(width)).run(backend="inline") == [1]
+    assert (source([2]) >> stage(ints) >> stage(mean)).run(backend="inline") == [2.0]
+    assert (source([3]) >> stage(counts) >> stage(total)).run(backend="inline") == [3.0]
+    with pytest.raises(WiringError):
+        _ = stage(ints) >> stage(width)  # type: ignore[arg-type]  # pyright: ignore[reportOperatorIssue, reportUnknownVariableType]

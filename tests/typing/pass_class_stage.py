@@ -8,6 +8,7 @@ pyright. The assertions below are on expressions whose type is the same for both
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import assert_type
 
 from olympipe_typed import Pipeline, Stage, flat_stage, source, stage
@@ -66,8 +67,8 @@ assert_type(scale(2.0), Stage[float, float])
 assert_type(scale(2.0, offset=1.0), Stage[float, float])
 assert_type(stage(Scaler)(3), Stage[float, float])
 assert_type(stage(workers=1)(Scaler)(2.0), Stage[float, float])
-assert_type(flat_stage(Splitter)(","), Stage[str, str])
-assert_type(flat_stage(workers=1)(Splitter)(","), Stage[str, str])
+assert_type(flat_stage(Splitter)(","), Stage[str, str, Iterable[str]])
+assert_type(flat_stage(workers=1)(Splitter)(","), Stage[str, str, Iterable[str]])
 assert_type(scale(2.0) >> to_words, Stage[float, str])
 assert_type(scale(2.0) >> scale(0.5), Stage[float, float])
 assert_type(scale(2.0) | to_words, Stage[float, float | str])

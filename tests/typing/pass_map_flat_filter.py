@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Iterable, Sized
 from typing import TypeGuard, assert_type
 
 from typing_extensions import TypeIs
@@ -60,17 +60,17 @@ split_words = flat_stage(str.split)
 
 assert_type(times_2, Stage[int, int])
 assert_type(to_label, Stage[int, str])
-assert_type(words, Stage[str, str])
-assert_type(chars, Stage[str, str])
-assert_type(even, Stage[int, int])
-assert_type(non_empty, Stage[str, str])
-assert_type(is_int, Stage[object, int])
-assert_type(is_str, Stage[object, str])
-assert_type(only_ints, Stage[int | str, int])
+assert_type(words, Stage[str, str, list[str]])
+assert_type(chars, Stage[str, str, Iterable[str]])
+assert_type(even, Stage[int, int, bool])
+assert_type(non_empty, Stage[str, str, bool])
+assert_type(is_int, Stage[object, int, bool])
+assert_type(is_str, Stage[object, str, bool])
+assert_type(only_ints, Stage[int | str, int, bool])
 assert_type(upper, Stage[str, str])
-assert_type(split_words, Stage[str, str])
+assert_type(split_words, Stage[str, str, list[str]])
 assert_type(stage(len), Stage[Sized, int])
-assert_type(filter_stage(name="digits")(str.isdigit), Stage[str, str])
+assert_type(filter_stage(name="digits")(str.isdigit), Stage[str, str, bool])
 
 
 def check() -> None:

@@ -50,8 +50,8 @@ assert_type(
     Stage[int, int],
 )
 assert_type(resize.options(retries=2, on_error="skip"), Stage[int, int])
-assert_type(explode_chars.options(workers=2), Stage[str, str])
-assert_type(positive.options(queue_size=1), Stage[int, int])
+assert_type(explode_chars.options(workers=2), Stage[str, str, list[str]])
+assert_type(positive.options(queue_size=1), Stage[int, int, bool])
 assert_type(careful, Stage[int, str])
 assert_type(with_fallback, Stage[int, int])
 assert_type((resize >> careful).options(workers=2), Stage[int, str])
