@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
-from .._ops import log_skipped
+from .._ops import count_items, log_skipped
 from .._report import WorkerStats
 from .._transport import SHARED, SHM_DIR, Decoder, Encoder, cleanup
 
@@ -624,6 +624,7 @@ class _Worker:
         self.out: list[Any] = []
         self.out_keys: list[Key] = []
         self.ended = False  # sent END early (limit reached, timeout)
+        self.enveloped = proc.op.enveloped  # a journaled run: the report counts inner items
 
     def count_done(self, ledger: _Credits | None, slots: list[list[int | None]]) -> None:
         """Count the messages done from the input pipes that have a slot in ``ledger``
@@ -667,7 +668,7 @@ class _Worker:
             self.writer.tail(self.out, keys)
         except _Unencodable as exc:
             raise self._unpicklable_output() from exc.__cause__
-        self.stats.items_out += len(self.out)
+        self.stats.items_out += count_items(self.out, self.enveloped)
         self.out, self.out_keys = [], []
         self.writer.end()
 
@@ -813,7 +814,7 @@ class _Worker:
             self.sampled_cpu += time.thread_time() - cpu
             self.sampled_busy += now - started
             self.next_sample = now + _CPU_SAMPLE
-        n = sum(len(m[2]) for m in msgs)
+        n = sum(count_items(m[2], self.enveloped) for m in msgs)
         stats.items_in += n
         if self.proc.failures:
             self._send_failures()
@@ -904,7 +905,7 @@ class _Worker:
         except _Unencodable as exc:
             raise self._unpicklable_output() from exc.__cause__
         self.stats.blocked += time.perf_counter() - started
-        self.stats.items_out += len(self.out)
+        self.stats.items_out += count_items(self.out, self.enveloped)
         self.out, self.out_keys = [], []
         self.decoder.settle()  # inputs now copied on or dropped: their segments are free
 
@@ -1728,6 +1729,8 @@ class _Signals:
         signal.signal(signal.SIGINT, self._hold)
 
     def _hold(self, signum: int, frame: object) -> None:
+        if time.monotonic() - _RAISED_AT[0] < _SECOND_PRESS:
+            return  # the second press of a double Ctrl-C: the first is on its way
         self.interrupted = True
 
     def release(self, in_flight: BaseException | None) -> None:
