@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fns, workloads
-from .systems import NOTES, RAY, SPLIT, SYSTEMS, cores, runs_on
+from .systems import JOURNAL, NOTES, RAY, SPLIT, SYSTEMS, cores, runs_on
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -451,6 +451,14 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{s} {v:.0f}" for s, v in base.items() if not math.isnan(v))
             + " MB"
         )
+    aims = {"identity": "of the items/s, aim >= 0.80x", "cpu": "the time, aim <= 1.05x"}
+    journal_costs = [
+        f"{name} {ratio(med(name, JOURNAL), med(name, OURS))} {aim}"
+        for name, aim in aims.items()
+        if name in cells and JOURNAL in cells[name] and OURS in cells[name]
+    ]
+    if journal_costs:
+        print(f"  journal cost, {JOURNAL} / {OURS} in this run: " + "; ".join(journal_costs))
     print(
         "  startup: whole `python -c '<3-stage pipeline over 1 item>'` minus `python -c pass`, median wall time"
     )

@@ -24,13 +24,19 @@ SYSTEMS = (
     "pypeln",
     "mpipe",
     "olympipe_typed",
+    "olympipe_typed_journal",
     "olympipe_typed_ray",
 )
 # The loop over each core's share of the items, all cores at once: what this machine's cores can
 # do with no communication at all, the measured ideal of the CPU-bound workloads.
 SPLIT = "loop_split"
 #: Workloads a system runs on (every workload when not listed).
-ONLY: dict[str, frozenset[str]] = {SPLIT: frozenset({"cpu", "cpu_unbalanced"})}
+ONLY: dict[str, frozenset[str]] = {
+    SPLIT: frozenset({"cpu", "cpu_unbalanced"}),
+    "olympipe_typed_journal": frozenset({"identity", "cpu"}),
+}
+# The journal's cost: olympipe_typed with journal=, as a ratio to the same run without it.
+JOURNAL = "olympipe_typed_journal"
 
 
 def runs_on(system: str, workload: str) -> bool:
@@ -181,7 +187,19 @@ def run_olympipe_typed_ray(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     return _olympipe_typed(w, items, "ray")
 
 
-def _olympipe_typed(w: Workload, items: Iterator[Any], backend: OtBackend) -> Iterable[Any]:
+def run_olympipe_typed_journal(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """olympipe_typed with ``journal=`` (a new journal in a temporary directory)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        return list(
+            _olympipe_typed(w, items, ot_backend(), journal=os.path.join(directory, "j.db"))
+        )
+
+
+def _olympipe_typed(
+    w: Workload, items: Iterator[Any], backend: OtBackend, journal: str | None = None
+) -> Iterable[Any]:
     from olympipe_typed import Pipeline, source, stage
 
     p: Pipeline[Any] = source(items)
@@ -190,7 +208,9 @@ def _olympipe_typed(w: Workload, items: Iterator[Any], backend: OtBackend) -> It
         if s.workers > 1:
             st = st.options(workers=s.workers)
         p = p >> st
-    return p.stream(backend=backend) if w.stream else p.run(backend=backend)
+    if w.stream:
+        return p.stream(backend=backend, journal=journal)
+    return p.run(backend=backend, journal=journal)
 
 
 RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
@@ -202,6 +222,7 @@ RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
     "pypeln": run_pypeln,
     "mpipe": run_mpipe,
     "olympipe_typed": run_olympipe_typed,
+    JOURNAL: run_olympipe_typed_journal,
     RAY: run_olympipe_typed_ray,
 }
 
@@ -218,6 +239,7 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     # the hand-written chain's module imports multiprocessing when imported. Both before the
     # clock: the start-up workload is where import costs are measured.
     "olympipe_typed": ("olympipe_typed", "olympipe_typed.backends.process"),
+    JOURNAL: ("olympipe_typed", "olympipe_typed.backends.process", "olympipe_typed._journal"),
     RAY: ("olympipe_typed", "ray"),
 }
 
@@ -236,6 +258,8 @@ NOTES: dict[str, str] = {
     "mpipe": "mpipe==1.0.8, OrderedStage chain, put/get with a bounded window in flight",
     "olympipe_typed": "this library: source(data) >> stage(f) ..., .run() "
     "(.stream() for arrays and memory), .options(workers=2) for the unbalanced stage",
+    JOURNAL: "this library with journal= (a new SQLite journal per run; identity and cpu "
+    "workloads only): the cost of a resumable run",
     RAY: "this library with backend='ray': each stage worker a Ray actor, on a local Ray "
     "(all cores, no dashboard) started before the clock, as a running cluster would be; the "
     "actors start inside the clock; start-up: a script that starts Ray itself",

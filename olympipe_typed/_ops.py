@@ -614,6 +614,14 @@ class Processor:
             closer()
 
 
+def count_items(items: list[Any], enveloped: bool) -> int:
+    """How many items ``items`` holds for the run report: a journaled run's envelopes count
+    the items inside them."""
+    if not enveloped:
+        return len(items)
+    return sum(len(envelope[1]) for envelope in items)
+
+
 def log_skipped(stage: str, count: int) -> None:
     """Say, in the caller's logging, how many items ``on_error="skip"`` dropped."""
     import logging

@@ -358,6 +358,10 @@ def test_journal_run_and_stream_resume(backend: Backend, tmp_path: Path) -> None
     p = source(range(300)) >> square >> twice_odd
     reference = p.run(backend="inline")
     assert p.run(backend=backend, journal=tmp_path / "a.db") == reference
+    report = p.last_report
+    assert report is not None  # counts the items, not the journal's envelopes that carry them
+    assert report.stage("square").items_in == 300
+    assert report.stage("twice_odd").items_out == len(reference)
     got: list[int] = []
     for i, x in enumerate(p.stream(backend=backend, journal=tmp_path / "b.db")):
         got.append(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import SourceError, StageError
 from .._ops import log_skipped
@@ -134,12 +134,13 @@ def _emitters(
 ) -> dict[int, Emit]:
     """For each node, the function its processor calls with each output."""
     sinks = graph.sinks_of()
+    enveloped = any(p.op.enveloped for p in procs.values())
     emitters: dict[int, Emit] = {}
     # Children come after parents in graph.nodes, so build emitters from the end.
     for node in reversed(graph.nodes):
         outs = sinks.get(node.id, [])
         kids = [(procs[c], emitters[c], stats[c]) for c in node.children]
-        emitters[node.id] = _emitter(outs, kids, ready, stats.get(node.id), nested)
+        emitters[node.id] = _emitter(outs, kids, ready, stats.get(node.id), nested, enveloped)
     return emitters
 
 
@@ -149,17 +150,20 @@ def _emitter(
     ready: deque[tuple[int, object]],
     mine: WorkerStats | None,
     nested: dict[int, float],
+    enveloped: bool,
 ) -> Emit:
     clock, cpu_clock = time.perf_counter, time.thread_time
 
     def emit(item: object) -> None:
+        # A journaled run's items are envelopes: the report counts the items inside them.
+        n = len(cast("tuple[int, list[object]]", item)[1]) if enveloped else 1
         if mine is not None:
-            mine.items_out += 1
+            mine.items_out += n
         for index in outs:
             ready.append((index, item))
         for proc, kid_emit, st in kids:
             if not proc.exhausted:
-                st.items_in += 1
+                st.items_in += n
                 start, cpu = clock(), cpu_clock()
                 proc.process(item, kid_emit)
                 end = clock()

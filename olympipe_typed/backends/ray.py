@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
-from .._ops import log_skipped
+from .._ops import count_items, log_skipped
 from .._report import WorkerStats
 
 if TYPE_CHECKING:
@@ -231,8 +231,9 @@ class OlympipeStage:
         stats.busy += ended - started
         stats.cpu += time.thread_time() - cpu
         stats.timeline.add(started, ended)
-        stats.items_in += sum(len(msg.items) for msg in inputs)
-        stats.items_out += len(out)
+        enveloped = proc.op.enveloped  # a journaled run: the report counts inner items
+        stats.items_in += sum(count_items(msg.items, enveloped) for msg in inputs)
+        stats.items_out += count_items(out, enveloped)
         return self._message(proc, inputs, out, keys, n_source, ended - started)
 
     def _process(
