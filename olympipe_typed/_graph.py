@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class SourceSpec:
     """Where items come from: an iterable, or a function called at run time to make one."""
 
-    __slots__ = ("args", "data", "factory", "kwargs", "name")
+    __slots__ = ("args", "data", "factory", "kwargs", "name", "weight")
 
     def __init__(
         self,
@@ -31,12 +31,15 @@ class SourceSpec:
         args: tuple[object, ...] = (),
         kwargs: dict[str, object] | None = None,
         name: str = "source",
+        weight: Callable[[], int] | None = None,
     ) -> None:
         self.data = data
         self.factory = factory
         self.args = args
         self.kwargs = kwargs or {}
         self.name = name
+        # A journaled run's source: its items are envelopes of about weight() items each.
+        self.weight = weight
 
     def open(self) -> Iterable[object]:
         if self.factory is not None:

@@ -6,15 +6,24 @@ The journal is an SQLite database in WAL mode. It holds:
   keeps (``outputs`` for ``run``/``stream``, ``done`` for ``wait_for_completion``), and
   whether the source was finished;
 - ``chunks``: one row per batch of source items done (as a message of the run came out),
-  a pickle of ``[(source index, [outputs]), ...]`` (just the indexes for ``done``).
+  a pickle of ``[(first source index, count, [outputs]), ...]`` (no outputs for ``done``).
 
-A journaled run carries *envelopes*: the source yields ``(index, [item])`` and every stage
-turns an envelope into exactly one envelope, ``(index, [what it made of those items])``
-(see ``Processor._envelop``), so what reaches the caller says which source item it came
-from. A source item is done when every path from the source to the output has delivered
-its envelope (a fan-out merged back has several); its chunk is committed before any of its
-outputs is handed to the caller. A resumed run reads the source again, skips the done
-indexes, and starts the rest.
+A journaled run carries *envelopes*: the source yields ``(first, count, [items])`` for
+``count`` consecutive source items, and every stage turns an envelope into exactly one
+envelope, ``(first, count, [what it made of those items])`` (see ``Processor._envelop``),
+so what reaches the caller says which source items it came from. Those items are done when
+every path from the source to the output has delivered its envelope (a fan-out merged back
+has several). For ``stream()`` their row is committed before any of their outputs is handed
+to the caller; ``run()`` and ``wait_for_completion()`` commit every ``_COMMIT_EVERY`` seconds
+and when they stop, so a SIGKILL may cost them that much work again.
+A resumed run reads the source again, skips the done ranges, and starts the rest.
+
+An envelope holds as many source items as the pipeline gets through in about
+``_CHUNK_SECONDS`` (measured at the output as the run goes, one item at first, 4,096 at
+most): an item that takes seconds travels alone, as without a journal, and a million tiny
+items do not pay per-item bookkeeping. A graph that merges flows (a fan-out gathered back)
+keeps one item per envelope, so that the merge interleaves each item's branches as it does
+without a journal.
 
 ``stream()`` also keeps, in ``<journal>-cursor`` (8 bytes, memory-mapped), how many of the
 journal's outputs the caller has taken: an output counts once the caller comes back for
@@ -32,11 +41,13 @@ one raises ValueError. Commits use ``synchronous=NORMAL``: durable when the proc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import mmap
 import os
 import pickle
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._errors import JournalMismatch, StageError
@@ -48,6 +59,10 @@ if TYPE_CHECKING:
 Mode = Literal["outputs", "done"]
 _FORMAT: Final = 1  # the layout of the tables; a journal of another format is refused
 _JOURNALED: Final = frozenset({"map", "flat", "filter", "merge"})
+_CHUNK_SECONDS: Final = 0.005  # the pipeline's time for one envelope's items, aimed at
+_MAX_CHUNK: Final = 4096  # source items per envelope, at most
+INF: Final = float("inf")
+_COMMIT_EVERY: Final = 0.05  # seconds between commits of a run() or wait_for_completion()
 
 
 def _signature(graph: Graph, mode: Mode) -> str:
@@ -75,8 +90,15 @@ def check_journaled(graph: Graph) -> None:
 class Journal:
     """One journal file, opened for one run."""
 
-    def __init__(self, path: str | os.PathLike[str], graph: Graph, mode: Mode) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], graph: Graph, mode: Mode, *, eager: bool = True
+    ) -> None:
+        """``eager``: commit each batch of done items before ``take`` returns (a stream hands
+        them to the caller at once); else every ``_COMMIT_EVERY`` seconds, and at the end."""
         check_journaled(graph)
+        self.eager = eager
+        self._held: list[tuple[bytes]] = []
+        self._last_commit = time.perf_counter()
         self.path = os.fspath(path)
         self.mode: Mode = mode
         self.graph = graph
@@ -91,18 +113,24 @@ class Journal:
         except BaseException:
             self.db.close()
             raise
-        # What earlier runs did: every done index, and (for outputs) the chunks in order.
-        self.done: set[int] = set()
+        # What earlier runs did: the done ranges, and (for outputs) the chunks in order.
+        done: list[tuple[int, int]] = []
         self.recorded: list[tuple[int, list[Any]]] = []
         for (blob,) in self.db.execute("SELECT items FROM chunks ORDER BY id"):
-            chunk: list[tuple[int, list[Any]]] = pickle.loads(blob)
-            for index, outputs in chunk:
-                self.done.add(index)
-                self.recorded.append((index, outputs))
+            chunk: list[tuple[int, int, list[Any]]] = pickle.loads(blob)
+            for first, count, outputs in chunk:
+                done.append((first, first + count))
+                self.recorded.append((first, outputs))
+        self.done = _merged(done)
         self.finished = self._meta("finished") == "1"
         self.cursor = _Cursor(self.path + "-cursor") if mode == "outputs" else None
-        # Envelopes of this run whose source item still waits for another path's envelope.
-        self._partial: dict[int, tuple[int, list[Any]]] = {}
+        # Envelopes of this run whose items still wait for another path's envelope.
+        self._partial: dict[int, tuple[int, int, list[Any]]] = {}
+        # Source items per envelope: one until the run has shown how fast it goes (see above).
+        self.merges = any(len(n.parents) > 1 for n in graph.nodes)
+        self.chunk = 1
+        self._started: float | None = None
+        self._through = 0  # source items done in this run
 
     def _open(self, signature: str) -> None:
         db = self.db
@@ -138,49 +166,111 @@ class Journal:
                 op = op.replace(enveloped=True)
             spec = node.source
             if spec is not None:
-                spec = SourceSpec(None, _envelopes, (spec, frozenset(self.done)), name=spec.name)
+                spec = SourceSpec(
+                    None, self._envelopes, (spec,), name=spec.name, weight=self._chunk
+                )
             copy = Node(node.id, node.name, op, spec, list(node.parents))
             copy.children = list(node.children)
             nodes.append(copy)
         return Graph(nodes, list(self.graph.outputs))
 
+    def _chunk(self) -> int:
+        return self.chunk
+
+    def _envelopes(self, spec: SourceSpec) -> Iterator[tuple[int, int, list[object]]]:
+        """The source's items in envelopes, without those done already (read, not run).
+        Runs in the thread that reads the source; reads ``self.chunk``, set by ``take``."""
+        source = iter(spec.open())
+        index = 0
+        for start, end in [*self.done, (INF, INF)]:
+            while index < start:  # items to run, up to the next done range
+                size = self.chunk if start == INF else min(self.chunk, int(start) - index)
+                items = list(itertools.islice(source, size))
+                if items:
+                    yield index, len(items), items
+                    index += len(items)
+                if len(items) < size:
+                    return  # the source is exhausted
+            if start != INF:  # a done range: read its items, run none of them
+                skipped = sum(1 for _ in itertools.islice(source, int(end) - index))
+                index += skipped
+                if index < end:
+                    return
+
     def take(self, envelopes: list[Any]) -> list[tuple[int, list[Any]]]:
         """Envelopes that reached the output: journal the source items now done (committed
-        before this returns) and return them, (index, outputs), in arrival order."""
-        complete: list[tuple[int, list[Any]]] = []
-        for index, outputs in envelopes:
+        before this returns) and return them, (first index, outputs), in arrival order."""
+        complete: list[tuple[int, int, list[Any]]] = []
+        for first, count, outputs in envelopes:
             if self.paths == 1:
-                complete.append((index, outputs))
+                complete.append((first, count, outputs))
                 continue
-            seen, held = self._partial.get(index, (0, []))
+            seen, _, held = self._partial.get(first, (0, count, []))
             held = held + outputs
             if seen + 1 == self.paths:
-                del self._partial[index]
-                complete.append((index, held))
+                del self._partial[first]
+                complete.append((first, count, held))
             else:
-                self._partial[index] = (seen + 1, held)
-        if complete:
-            self._commit(complete)
-        return complete
+                self._partial[first] = (seen + 1, count, held)
+        if not complete:
+            return []
+        self._commit(complete)
+        self._pace(sum(count for _, count, _ in complete))
+        return [(first, outputs) for first, _, outputs in complete]
 
-    def _commit(self, complete: list[tuple[int, list[Any]]]) -> None:
+    def _pace(self, items: int) -> None:
+        """Size the next envelopes by the pace the run has kept so far."""
+        now = time.perf_counter()
+        if self._started is None:  # the first envelopes out: the clock starts
+            self._started = now
+            return
+        self._through += items
+        elapsed = now - self._started
+        if self.merges or elapsed <= 0:
+            return
+        rate = self._through / elapsed
+        self.chunk = int(max(1, min(_MAX_CHUNK, rate * _CHUNK_SECONDS)))
+
+    def _commit(self, complete: list[tuple[int, int, list[Any]]]) -> None:
         empty: list[Any] = []
-        rows = complete if self.mode == "outputs" else [(i, empty) for i, _ in complete]
+        rows = complete if self.mode == "outputs" else [(i, n, empty) for i, n, _ in complete]
         try:
             blob = pickle.dumps(rows, protocol=5)
         except Exception as exc:
             stage = self.graph.nodes[self.graph.outputs[0]].name
             index = rows[0][0]
             msg = f"an output could not be pickled into the journal: {type(exc).__name__}: {exc}"
-            raise StageError(stage, f"<outputs of source item {index}>", msg) from exc
-        self.db.execute("INSERT INTO chunks (items) VALUES (?)", (blob,))
+            raise StageError(stage, f"<outputs of source items from {index} on>", msg) from exc
+        self._held.append((blob,))
+        now = time.perf_counter()
+        if self.eager or now - self._last_commit >= _COMMIT_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the rows held (one transaction)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT INTO chunks (items) VALUES (?)", held)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._last_commit = time.perf_counter()
 
     def finish(self) -> None:
         """The source is done and every item's outputs journaled."""
+        self.flush()
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('finished', '1')")
         self.finished = True
 
     def close(self) -> None:
+        """Commit what is held (a run stopped by an error or Ctrl-C keeps what it did)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.flush()
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
         if self.cursor is not None:
@@ -200,11 +290,15 @@ def _difference(found: str, wanted: str) -> str:
     return f"it was written by the graph {shape}, this one is {now}"
 
 
-def _envelopes(spec: SourceSpec, done: frozenset[int]) -> Iterator[tuple[int, list[object]]]:
-    """The source's items as envelopes, without those done already (read, not run)."""
-    for index, item in enumerate(spec.open()):
-        if index not in done:
-            yield index, [item]
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) ranges, sorted, with overlapping and touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 class _Cursor:

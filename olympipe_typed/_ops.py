@@ -253,7 +253,8 @@ class Op:
         self.seconds = seconds
         self.keep_incomplete = keep_incomplete
         self.initial = initial
-        # A journaled run: items are (source index, [items]) envelopes, one out per one in.
+        # A journaled run: items are (first source index, count, [items]) envelopes, one out
+        # per one in.
         self.enveloped = enveloped
 
     def __repr__(self) -> str:
@@ -349,8 +350,9 @@ class Processor:
             self._envelop()
 
     def _envelop(self) -> None:
-        """Take and give (source index, [items]) envelopes: each input envelope gives one
-        output envelope, holding what the stage made of its items (see ``_journal``)."""
+        """Take and give (first source index, count, [items]) envelopes, for ``count`` source
+        items from ``first`` on: each input envelope gives one output envelope, holding what
+        the stage made of its items (see ``_journal``)."""
         process = self.process
         many = self.process_many
         if many == self._many:  # the generic loop calls self.process: the inner one here
@@ -363,16 +365,16 @@ class Processor:
             many = each
 
         def process_envelope(envelope: object, emit: Emit) -> None:
-            index, items = cast("tuple[int, list[Any]]", envelope)
+            first, count, items = cast("tuple[int, int, list[Any]]", envelope)
             outputs: list[Any] = []
             many(items, outputs)
-            emit((index, outputs))
+            emit((first, count, outputs))
 
         def process_envelopes(envelopes: list[Any], out: list[Any]) -> None:
-            for index, items in envelopes:
+            for first, count, items in envelopes:
                 outputs: list[Any] = []
                 many(items, outputs)
-                out.append((index, outputs))
+                out.append((first, count, outputs))
 
         self.process = process_envelope
         self.process_many = process_envelopes
@@ -619,7 +621,7 @@ def count_items(items: list[Any], enveloped: bool) -> int:
     the items inside them."""
     if not enveloped:
         return len(items)
-    return sum(len(envelope[1]) for envelope in items)
+    return sum(len(envelope[2]) for envelope in items)
 
 
 def log_skipped(stage: str, count: int) -> None:

@@ -684,7 +684,7 @@ def _execute(
         from ._journal import Journal
 
         try:
-            book = Journal(journal, graph, keeps)
+            book = Journal(journal, graph, keeps, eager=cursor)
         except BaseException:
             log.close()
             raise

@@ -156,7 +156,7 @@ def _emitter(
 
     def emit(item: object) -> None:
         # A journaled run's items are envelopes: the report counts the items inside them.
-        n = len(cast("tuple[int, list[object]]", item)[1]) if enveloped else 1
+        n = len(cast("tuple[int, int, list[object]]", item)[2]) if enveloped else 1
         if mine is not None:
             mine.items_out += n
         for index in outs:

@@ -814,8 +814,10 @@ class _Worker:
             self.sampled_cpu += time.thread_time() - cpu
             self.sampled_busy += now - started
             self.next_sample = now + _CPU_SAMPLE
-        n = sum(count_items(m[2], self.enveloped) for m in msgs)
-        stats.items_in += n
+        n = sum(len(m[2]) for m in msgs)  # the feeder's items (a journaled run's envelopes)
+        stats.items_in += (
+            count_items([e for m in msgs for e in m[2]], True) if self.enveloped else n
+        )
         if self.proc.failures:
             self._send_failures()
         stats.busy += now - started
@@ -1411,6 +1413,9 @@ class _Feeder:
         self.seq = 0  # messages sent
         self.index = 0  # items sent
         self.last = 1  # items in the last message sized by cost
+        # A journaled run's source yields envelopes of ``weight()`` items each: messages are
+        # sized in those items (the stages' costs are per item), then cut into envelopes.
+        self.weight = node.source.weight
         name = node.name
         self.threads = [threading.Thread(target=self._read, name=f"feeder-{name}", daemon=True)]
         if not self.container and not fixed:
@@ -1449,8 +1454,9 @@ class _Feeder:
             return 1
         by_work = int(_MESSAGE_WORK / max(slowest, 1e-9))
         by_bytes = int(_MESSAGE_BYTES / max(self.item_bytes, 1.0))
-        self.last = max(1, min(_MAX_BATCH, by_work, by_bytes, 2 * self.last))
-        return self.last
+        weight = 1 if self.weight is None else max(1, self.weight())
+        self.last = max(1, min(max(_MAX_BATCH, weight), by_work, by_bytes, 2 * self.last))
+        return max(1, self.last // weight)
 
     def _ramp_up(self) -> None:
         """Until every stage has said what an item costs, keep few one-item messages in flight
@@ -1554,7 +1560,8 @@ class _Feeder:
         self.index += len(items)
         try:
             self.writer.send(self.seq, True, items, keys)
-            self.item_bytes = self.writer.encoder.last_size / len(items)
+            count = len(items) if self.weight is None else count_items(items, True)
+            self.item_bytes = self.writer.encoder.last_size / max(count, 1)
         except _Unencodable as exc:  # before the OSErrors: an item's own may be one
             receivers = ", ".join(repr(n) for n in self.receivers)
             where = f"to stage {receivers}" if receivers else "to the caller"
