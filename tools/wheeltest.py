@@ -35,7 +35,8 @@ WORK = ROOT / "build" / "wheeltest"
 TREE = ["tests", "examples", "docs", "stubs", "README.md", "CHANGELOG.md", "mypy.ini",
         "pyproject.toml"]  # fmt: skip
 # The conformance tests (every backend against inline, each start method of the process
-# backend), the fault tests and the typing corpus.
+# backend), the fault tests, the long-run options (test_resume_after_kill.py, a minute of kills
+# and resumes, runs in the whole-suite leg only).
 CORE = [
     "tests/test_composition.py",
     "tests/test_stages.py",
@@ -46,6 +47,7 @@ CORE = [
     "tests/test_faults.py",
     "tests/test_property.py",
     "tests/test_reliability.py",
+    "tests/test_long_runs.py",
 ]
 # What a user runs first: the package's own entry points, the examples, the image demo.
 FIRST = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py"]
