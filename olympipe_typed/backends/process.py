@@ -540,11 +540,14 @@ def _watch_parent(prefix: str) -> None:
     no longer do.
     """
     parent = os.getppid()
+    # The caller, by the pid the run's prefix names ("olympipe-<pid>-<run>-"): a worker forked
+    # a moment before the caller died already has its new parent, which getppid() cannot tell.
+    caller = int(prefix.split("-")[1])
 
     def watch() -> None:
         while True:
             time.sleep(_WATCH_EVERY)
-            if os.getppid() != parent:
+            if os.getppid() != parent or not _alive(caller):
                 with contextlib.suppress(OSError):
                     cleanup(prefix)
                 os._exit(1)
@@ -1340,6 +1343,20 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: by /proc where there is one (a zombie counts as gone),
+    else by whether a signal could reach it."""
+    if os.path.isdir("/proc/self"):
+        return _running(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def _ship(op: Op, name: str, *, imported: bool) -> bytes:
