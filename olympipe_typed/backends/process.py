@@ -817,10 +817,9 @@ class _Worker:
             self.sampled_cpu += time.thread_time() - cpu
             self.sampled_busy += now - started
             self.next_sample = now + _CPU_SAMPLE
-        n = sum(len(m[2]) for m in msgs)  # the feeder's items (a journaled run's envelopes)
-        stats.items_in += (
-            count_items([e for m in msgs for e in m[2]], True) if self.enveloped else n
-        )
+        # Items, not a journaled run's envelopes: the feeder sizes messages by what one costs.
+        n = sum(count_items(m[2], self.enveloped) for m in msgs)
+        stats.items_in += n
         if self.proc.failures:
             self._send_failures()
         stats.busy += now - started
