@@ -58,13 +58,17 @@ class Failure(NamedTuple, Generic[In]):
         )
 
 
+def qualified_name(kind: type) -> str:
+    """``"ValueError"`` for a builtin, else ``"module.Class"``."""
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
 def failure_of(stage: str, item: object, exc: BaseException, attempts: int) -> Failure[Any]:
     """The record of ``item`` failing in ``stage`` with ``exc`` (in the worker)."""
     import traceback
 
-    kind = type(exc)
-    module = kind.__module__
-    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    name = qualified_name(type(exc))
     text = "".join(traceback.format_exception(exc))
     remote = getattr(exc, "olympipe_remote", None)  # raised in a runner child: its words
     if isinstance(remote, tuple) and len(remote) == 2:  # pyright: ignore[reportUnknownArgumentType]

@@ -248,9 +248,9 @@ def _error(exc: BaseException) -> tuple[bytes | None, str, str, str]:
     """What the worker needs of an exception: itself if it round-trips, else its text."""
     import traceback
 
-    kind = type(exc)
-    module = kind.__module__
-    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    from ._failures import qualified_name
+
+    name = qualified_name(type(exc))
     text = "".join(traceback.format_exception(exc))
     blob: bytes | None
     try:

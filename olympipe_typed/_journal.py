@@ -123,7 +123,8 @@ class Journal:
                 self.recorded.append((first, outputs))
         self.done = _merged(done)
         self.finished = self._meta("finished") == "1"
-        self.cursor = _Cursor(self.path + "-cursor") if mode == "outputs" else None
+        # Only a stream counts what its caller took (run() returns everything).
+        self.cursor = _Cursor(self.path + "-cursor") if eager and mode == "outputs" else None
         # Envelopes of this run whose items still wait for another path's envelope.
         self._partial: dict[int, tuple[int, int, list[Any]]] = {}
         # Source items per envelope: one until the run has shown how fast it goes (see above).
@@ -173,6 +174,32 @@ class Journal:
             copy.children = list(node.children)
             nodes.append(copy)
         return Graph(nodes, list(self.graph.outputs))
+
+    def outputs(self, events: Iterable[tuple[int, list[Any]]]) -> Iterator[list[Any]]:
+        """Run ``events`` (the envelopes of ``graph_to_run()``), journal them, and yield the
+        outputs of each batch of source items done: the earlier runs' first, then this one's."""
+        for _, outputs in self.recorded:
+            yield outputs
+        for _, envelopes in events:
+            for _, outputs in self.take(envelopes):
+                yield outputs
+        self.finish()
+
+    def untaken(self, events: Iterable[tuple[int, list[Any]]]) -> Iterator[object]:
+        """``outputs``, one at a time, without those the caller took in earlier runs; each
+        counts as taken when the caller asks for the next one or closes the stream."""
+        cursor = self.cursor
+        assert cursor is not None
+        skip = cursor.taken
+        for outputs in self.outputs(events):
+            for output in outputs:
+                if skip:
+                    skip -= 1
+                    continue
+                try:
+                    yield output
+                finally:
+                    cursor.advance()
 
     def _chunk(self) -> int:
         return self.chunk
@@ -324,14 +351,3 @@ class _Cursor:
     def close(self) -> None:
         self._view.release()
         self._map.close()
-
-
-def journaled_outputs(
-    journal: Journal, events: Iterable[tuple[int, list[Any]]]
-) -> Iterator[tuple[int, list[Any]]]:
-    """Run ``events`` (the envelopes of ``journal.graph_to_run()``), journal them, and yield
-    (source index, outputs) per source item done: the earlier runs' first, then this one's."""
-    yield from journal.recorded
-    for _, envelopes in events:
-        yield from journal.take(envelopes)
-    journal.finish()

@@ -19,7 +19,6 @@ from ._template import Leaf
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._journal import Journal
     from ._report import RunReport
 
 T_co = TypeVar("T_co", covariant=True)
@@ -153,16 +152,6 @@ class Pipeline(Generic[T_co]):
             journal: an SQLite file that makes the run resumable: run again with the same
                 journal after a crash, and the items already done are not run again.
         """
-        if journal is None:
-            return run_all(
-                self,
-                backend=backend,
-                progress=progress,
-                check_types=check_types,
-                start_method=start_method,
-                failures=failures,
-                max_failures=max_failures,
-            )[0]
         events = _execute(
             [self],
             backend=backend,
@@ -173,13 +162,7 @@ class Pipeline(Generic[T_co]):
             max_failures=max_failures,
             journal=journal,
         )
-        results: list[T_co] = []
-        try:
-            for _, items in events:
-                results += items
-        finally:
-            events.close()
-        return results
+        return cast("list[T_co]", _collect(events, 1)[0])
 
     def stream(
         self,
@@ -634,7 +617,6 @@ def run_all(
     """
     for p in pipelines:
         _check_instance("each argument of run_all()", p, Pipeline, "a Pipeline")
-    results: list[list[Any]] = [[] for _ in pipelines]
     events = _execute(
         pipelines,
         backend=backend,
@@ -644,6 +626,12 @@ def run_all(
         failures=failures,
         max_failures=max_failures,
     )
+    return tuple(_collect(events, len(pipelines)))
+
+
+def _collect(events: Generator[tuple[int, list[Any]]], count: int) -> list[list[Any]]:
+    """Every output of a run, one list per output."""
+    results: list[list[Any]] = [[] for _ in range(count)]
     try:
         for index, items in events:
             results[index] += items
@@ -651,7 +639,7 @@ def run_all(
         # At once, even when Ctrl-C lands here rather than inside the run: the traceback
         # would keep the generator, and the run's workers, alive until it is dropped.
         events.close()
-    return tuple(results)
+    return results
 
 
 def _execute(
@@ -669,9 +657,9 @@ def _execute(
 ) -> Generator[tuple[int, list[Any]]]:
     """Run the pipelines as one graph; leave the run's report on each of them.
 
-    With ``journal``, the run is resumable (``_journal``): the events are (0, outputs of one
-    source item), earlier runs' first; with ``cursor`` too, (0, [output]) for each output
-    the caller has not taken yet, counted as taken when the caller comes back.
+    With ``journal``, the run is resumable (``_journal``): the events are (0, outputs of a
+    batch of source items), earlier runs' first; with ``cursor`` too, (0, [output]) for each
+    output the caller has not taken yet, counted as taken when the caller comes back.
     """
     from ._failures import FailureLog
     from ._report import Recorder
@@ -706,12 +694,11 @@ def _execute(
             if book is None:
                 yield from events
             elif not cursor:
-                from ._journal import journaled_outputs
-
-                for _, outputs in journaled_outputs(book, events):
+                for outputs in book.outputs(events):
                     yield 0, outputs
             else:
-                yield from _untaken(book, events)
+                for output in book.untaken(events):
+                    yield 0, [output]
         finally:
             close = getattr(events, "close", None)
             if close is not None:
@@ -726,24 +713,3 @@ def _execute(
         report = recorder.report()
         for p in pipelines:
             p._report = report
-
-
-def _untaken(
-    book: Journal, events: Iterator[tuple[int, list[Any]]]
-) -> Iterator[tuple[int, list[Any]]]:
-    """The journal's outputs the caller has not taken, one at a time; each counts as taken
-    when the caller asks for the next one or closes the stream."""
-    from ._journal import journaled_outputs
-
-    cursor = book.cursor
-    assert cursor is not None
-    skip = cursor.taken
-    for _, outputs in journaled_outputs(book, events):
-        for output in outputs:
-            if skip:
-                skip -= 1
-                continue
-            try:
-                yield 0, [output]
-            finally:
-                cursor.advance()
