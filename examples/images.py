@@ -29,12 +29,12 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from olympipe_typed import Pipeline, Stage, source, stage
+from olympipe_typed import Pipeline, Stage, partial_stage, source, stage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     Pixels = npt.NDArray[np.uint8]  # height x width x 3, RGB
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 # --format: Pillow's name for it, and the file extension.
 FORMATS: Final = {"webp": ("WEBP", "webp"), "jpeg": ("JPEG", "jpg"), "png": ("PNG", "png")}
@@ -116,35 +119,24 @@ def read(path: Path) -> Encoded:
     return Encoded(path.stem, zlib.crc32(path.name.encode()), path.read_bytes())
 
 
-class Decode:
-    """Decode an image file to RGB pixels, upright (EXIF orientation applied)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, item: Encoded) -> Picture:
-        """A large JPEG is decoded at a reduced scale still at least ``size`` on each side."""
-        with Image.open(io.BytesIO(item.data)) as img:
-            img.draft("RGB", (self.size, self.size))
-            upright = ImageOps.exif_transpose(img).convert("RGB")
-        return Picture(item.name, item.seed, np.asarray(upright))
+def decode(item: Encoded, size: int) -> Picture:
+    """Decode an image file to RGB pixels, upright (EXIF orientation applied); a large JPEG is
+    decoded at a reduced scale still at least ``size`` on each side."""
+    with Image.open(io.BytesIO(item.data)) as img:
+        img.draft("RGB", (size, size))
+        upright = ImageOps.exif_transpose(img).convert("RGB")
+    return Picture(item.name, item.seed, np.asarray(upright))
 
 
-class Resize:
-    """Scale and centre-crop to ``size`` x ``size``."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, picture: Picture) -> Picture:
-        """Lanczos resampling, as dataset tools use for downscaling."""
-        img = Image.fromarray(picture.pixels)
-        square = ImageOps.fit(img, (self.size, self.size), Image.Resampling.LANCZOS)
-        return Picture(picture.name, picture.seed, np.asarray(square))
+def resize(picture: Picture, size: int) -> Picture:
+    """Scale and centre-crop to ``size`` x ``size``, with Lanczos resampling, as dataset tools
+    use for downscaling."""
+    img = Image.fromarray(picture.pixels)
+    square = ImageOps.fit(img, (size, size), Image.Resampling.LANCZOS)
+    return Picture(picture.name, picture.seed, np.asarray(square))
 
 
-@stage
-def augment(picture: Picture) -> Picture:
+def augment_pixels(picture: Picture) -> Picture:
     """Random flip, rotation, colour jitter and blur, drawn from the picture's own seed."""
     rng = np.random.default_rng(picture.seed)
     img = Image.fromarray(picture.pixels)
@@ -158,33 +150,26 @@ def augment(picture: Picture) -> Picture:
     return Picture(picture.name, picture.seed, np.asarray(img))
 
 
-class Encode:
-    """Encode pixels to ``fmt`` (``"webp"``, ``"jpeg"`` or ``"png"``)."""
-
-    def __init__(self, fmt: str, quality: int) -> None:
-        self.fmt = fmt
-        self.quality = quality
-
-    def __call__(self, picture: Picture) -> Encoded:
-        """The file name gets the format's extension."""
-        img = Image.fromarray(picture.pixels)
-        fmt, extension = FORMATS[self.fmt]
-        data = _save(img, fmt, quality=self.quality)
-        return Encoded(f"{picture.name}.{extension}", picture.seed, data)
+augment: Stage[Picture, Picture] = stage(augment_pixels).options(name="augment")
 
 
-class Write:
-    """Write each file into ``folder``; the file name is the stage's output."""
+def encode(picture: Picture, fmt: str, quality: int) -> Encoded:
+    """Encode pixels to ``fmt`` (``"webp"``, ``"jpeg"`` or ``"png"``); the file name gets the
+    format's extension."""
+    img = Image.fromarray(picture.pixels)
+    pillow_format, extension = FORMATS[fmt]
+    data = _save(img, pillow_format, quality=quality)
+    return Encoded(f"{picture.name}.{extension}", picture.seed, data)
 
-    def __init__(self, folder: str) -> None:
-        self.folder = Path(folder)
 
-    def __call__(self, item: Encoded) -> str:
-        """Written whole, then renamed: a reader never sees half a file."""
-        partial = self.folder / f".{item.name}.part"
-        partial.write_bytes(item.data)
-        partial.replace(self.folder / item.name)
-        return item.name
+def write(item: Encoded, folder: str) -> str:
+    """Write one file into ``folder``, whole, then renamed (a reader never sees half a file);
+    the file name is the stage's output."""
+    directory = Path(folder)
+    partial = directory / f".{item.name}.part"
+    partial.write_bytes(item.data)
+    partial.replace(directory / item.name)
+    return item.name
 
 
 def _save(img: Image.Image, fmt: str, *, quality: int) -> bytes:
@@ -203,35 +188,37 @@ class Settings:
     size: int
     fmt: str
     quality: int
-    workers: int
+    workers: int | None  # workers of each heavy stage; None: the planner chooses
 
 
 def images(
     settings: Settings, *, specs: Sequence[Spec] = (), paths: Sequence[Path] = ()
 ) -> Pipeline[Picture]:
-    """The decoded images: synthesized from ``specs``, or read from ``paths``.
-
-    The slow way in gets ``settings.workers`` processes: drawing the pictures, or decoding the
-    files (a photo of many megapixels costs more to decode than all the rest).
-    """
-    decode = stage(Decode)(settings.size).options(name="decode")
+    """The decoded images: synthesized from ``specs``, or read from ``paths``."""
+    decoding = _hinted(partial_stage(decode, settings.size).options(name="decode"), settings)
     if paths:
-        return source(paths) >> read >> decode.options(workers=settings.workers)
-    return source(specs) >> generate.options(workers=settings.workers) >> decode
+        return source(paths) >> read >> decoding
+    return source(specs) >> _hinted(generate, settings) >> decoding
 
 
 def process(settings: Settings, folder: Path) -> Stage[Picture, str]:
     """Resize, augment, encode and write: one reusable composite stage.
 
-    The two heavy stages, augment and encode, get ``settings.workers`` processes each.
+    No stage says how many workers it wants: the engine's planner runs these function stages
+    fused in one group of processes, one per core (``report.plan`` shows it). With
+    ``--workers N`` the heavy stages (augment, encode) ask for N workers each instead.
     """
-    w = settings.workers
     return (
-        stage(Resize)(settings.size).options(name="resize")
-        >> augment.options(workers=w)
-        >> stage(Encode)(settings.fmt, settings.quality).options(name="encode", workers=w)
-        >> stage(Write)(str(folder)).options(name="write")
+        partial_stage(resize, settings.size).options(name="resize")
+        >> _hinted(augment, settings)
+        >> _hinted(partial_stage(encode, settings.fmt, settings.quality), settings)
+        >> partial_stage(write, str(folder)).options(name="write")
     )
+
+
+def _hinted(s: Stage[A, B], settings: Settings) -> Stage[A, B]:
+    """``s`` with ``settings.workers`` workers if the command line gave a number."""
+    return s if settings.workers is None else s.options(workers=settings.workers)
 
 
 def synthetic_specs(count: int, low: int, high: int) -> list[Spec]:
@@ -335,7 +322,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add("--format", choices=sorted(FORMATS), default="webp", dest="fmt", help="(webp)")
     add("--quality", type=int, default=85, help="JPEG/WebP quality (85)")
-    add("--workers", type=int, default=2, help="workers of each heavy stage (2)")
+    add("--workers", type=int, help="workers of each heavy stage (default: the planner chooses)")
     add("--mode", choices=("both", "pipelined", "sequential"), default="both", help="(both)")
     add("--repeat", type=int, default=1, help="runs per mode, the median shown (1)")
     add("--plot", type=Path, help="the run report's PNG (default: OUTPUT/report.png)")
@@ -363,10 +350,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     output: Path = args.output or Path(tempfile.mkdtemp(prefix="olympipe-images-"))
     what = f"{len(paths)} images from {args.input}" if paths else f"{len(specs)} synthetic images"
     heavy = "decode" if paths else "generate"
-    print(
-        f"{what} -> {settings.size} px {settings.fmt.upper()} in {output}\n"
-        f"{os.cpu_count()} cores; {heavy}, augment and encode get {settings.workers} workers each"
+    hints = (
+        "no stage says how many workers it wants: the planner chooses"
+        if settings.workers is None
+        else f"{heavy}, augment and encode ask for {settings.workers} workers each"
     )
+    print(f"{what} -> {settings.size} px {settings.fmt.upper()} in {output}\n{os.cpu_count()} cores; {hints}")
 
     times: dict[str, Timing] = {}
     names: list[str] = []
@@ -386,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         times[mode] = timing
         pipeline = ran if pipelined else pipeline
-        how = "one process per stage worker" if pipelined else "a loop in one process"
+        how = "the engine's plan, below" if pipelined else "a loop in one process"
         runs = f", median of {args.repeat} runs" if args.repeat > 1 else ""
         rate = len(names) / timing.seconds
         print(f"{mode:>10}: {timing.seconds:6.2f} s  {rate:6.1f} images/s  ({how}{runs})")

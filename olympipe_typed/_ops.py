@@ -64,7 +64,7 @@ class Options:
     def __init__(
         self,
         name: str | None = None,
-        workers: int = 1,
+        workers: int | None = None,
         ordered: bool = True,
         queue_size: int | None = None,
         on_error: ErrorPolicy = "raise",
@@ -74,6 +74,7 @@ class Options:
         max_items_per_worker: int | None = None,
     ) -> None:
         self.name = name
+        # None: the planner chooses (process backend), 1 elsewhere.
         self.workers = workers
         self.ordered = ordered
         self.queue_size = queue_size
@@ -87,7 +88,8 @@ class Options:
         self.item_timeout = item_timeout
         self.max_items_per_worker = max_items_per_worker
         # Checked at decoration time, for callers that mypy does not see.
-        check_int("workers", self.workers, 1)
+        if self.workers is not None:
+            check_int("workers", self.workers, 1)
         _check_resources(self.resources)
         if self.queue_size is not None:
             check_int("queue_size", self.queue_size, 1)

@@ -41,6 +41,7 @@ T8 = TypeVar("T8")
 
 Backend = Literal["process", "thread", "inline", "ray"]
 StartMethod = Literal["fork", "forkserver", "spawn"]
+PlanMode = Literal["auto", "per_stage"]
 PathLike = str | os.PathLike[str]
 
 __all__ = ["Backend", "CacheEnvelope", "Pipeline", "run_all", "source"]
@@ -134,6 +135,7 @@ class Pipeline(Generic[T_co]):
         failures: PathLike | None = None,
         max_failures: int | float | None = None,
         journal: PathLike | None = None,
+        plan: PlanMode = "auto",
     ) -> list[T_co]:
         """Run the pipeline and return every output item, in order.
 
@@ -151,6 +153,9 @@ class Pipeline(Generic[T_co]):
                 a stage took (a float in (0, 1)).
             journal: an SQLite file that makes the run resumable: run again with the same
                 journal after a crash, and the items already done are not run again.
+            plan: ``"auto"``: the engine fuses adjacent function stages that leave their
+                workers to it and sizes their groups (``report.plan`` shows how);
+                ``"per_stage"``: one group of processes per stage, as written.
         """
         events = _execute(
             [self],
@@ -161,6 +166,7 @@ class Pipeline(Generic[T_co]):
             failures=failures,
             max_failures=max_failures,
             journal=journal,
+            plan=plan,
         )
         return cast("list[T_co]", _collect(events, 1)[0])
 
@@ -174,6 +180,7 @@ class Pipeline(Generic[T_co]):
         failures: PathLike | None = None,
         max_failures: int | float | None = None,
         journal: PathLike | None = None,
+        plan: PlanMode = "auto",
     ) -> Iterator[T_co]:
         """Yield output items as they come, in order, with bounded memory.
 
@@ -190,6 +197,7 @@ class Pipeline(Generic[T_co]):
             failures=failures,
             max_failures=max_failures,
             journal=journal,
+            plan=plan,
             cursor=True,
         )
         try:
@@ -235,6 +243,7 @@ class Pipeline(Generic[T_co]):
         failures: PathLike | None = None,
         max_failures: int | float | None = None,
         journal: PathLike | None = None,
+        plan: PlanMode = "auto",
     ) -> None:
         """Run, discarding outputs (for pipelines whose stages are sinks).
 
@@ -253,6 +262,7 @@ class Pipeline(Generic[T_co]):
             failures=failures,
             max_failures=max_failures,
             journal=journal,
+            plan=plan,
             keeps="done",
         )
         try:
@@ -263,8 +273,9 @@ class Pipeline(Generic[T_co]):
 
     # -- the olympipe-style fluent API --
 
-    def task(self, task: Callable[[T_co], R], count: int = 1) -> Pipeline[R]:
-        """Apply ``task`` to each item, with ``count`` workers; order kept."""
+    def task(self, task: Callable[[T_co], R], count: int | None = None) -> Pipeline[R]:
+        """Apply ``task`` to each item, with ``count`` workers (None: the planner chooses,
+        fusing it with its neighbours where it can); order kept."""
         return self._then(_op("map", task, Options(workers=count)))
 
     @overload
@@ -604,6 +615,7 @@ def run_all(
     start_method: StartMethod | None = None,
     failures: PathLike | None = None,
     max_failures: int | float | None = None,
+    plan: PlanMode = "auto",
 ) -> tuple[list[Any], ...]:
     """Run several pipelines as one graph; return one list of outputs per pipeline.
 
@@ -625,6 +637,7 @@ def run_all(
         start_method=start_method,
         failures=failures,
         max_failures=max_failures,
+        plan=plan,
     )
     return tuple(_collect(events, len(pipelines)))
 
@@ -654,6 +667,7 @@ def _execute(
     journal: PathLike | None = None,
     keeps: Literal["outputs", "done"] = "outputs",
     cursor: bool = False,
+    plan: PlanMode = "auto",
 ) -> Generator[tuple[int, list[Any]]]:
     """Run the pipelines as one graph; leave the run's report on each of them.
 
@@ -687,6 +701,7 @@ def _execute(
                 check_types=check_types,
                 start_method=start_method,
                 recorder=recorder,
+                plan=plan,
             )
         else:  # a finished journal: its results, and nothing to run
             events = iter(())

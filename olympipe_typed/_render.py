@@ -15,7 +15,7 @@ def label(node: Node) -> str:
     text = node.name
     if node.op.kind in ("flat", "filter"):
         text = f"{text} ({node.op.kind})"
-    workers = node.op.options.workers
+    workers = node.op.options.workers or 1
     if workers > 1 and not node.op.stateful and len(node.parents) == 1:
         text = f"{text} ×{workers}"
         if not node.op.options.ordered:

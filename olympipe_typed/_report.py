@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ._failures import Failure, FailureLog
     from ._graph import Graph
+    from ._planner import Group, Plan
 
 _BUCKETS: Final = 400  # a worker's timeline keeps at most this many buckets
 _FIRST_WIDTH: Final = 0.05  # seconds per timeline bucket to begin with; doubles as needed
@@ -190,7 +191,7 @@ class RunReport:
     utilization over time (needs matplotlib: ``pip install 'olympipe_typed[plot]'``).
     """
 
-    __slots__ = ("backend", "bucket", "completed", "cores", "failures", "stages", "wall")
+    __slots__ = ("backend", "bucket", "completed", "cores", "failures", "plan", "stages", "wall")
 
     def __init__(
         self,
@@ -202,6 +203,7 @@ class RunReport:
         completed: bool = True,
         cores: int | None = None,
         failures: Sequence[Failure[Any]] = (),
+        plan: Plan | None = None,
     ) -> None:
         self.backend = backend
         #: Seconds from the start of the run to its end.
@@ -215,6 +217,8 @@ class RunReport:
         self.cores = cores
         #: The items that failed under ``on_error="collect"``, in the order they were reported.
         self.failures: list[Failure[Any]] = list(failures)
+        #: The physical plan: which stages ran fused in which group, and its workers over time.
+        self.plan = plan
 
     def stage(self, name: str) -> StageReport:
         """The report of the stage called ``name``."""
@@ -250,7 +254,27 @@ class RunReport:
                 f"no stage was busy most of the time ({share}): the source, or the code "
                 "consuming the results, set the pace"
             )
+        group = self._group_of(slow.name)
+        if group is not None and group.auto:
+            if slow.cpu < 0.5 * slow.busy:  # waiting (I/O, sleep) more than computing
+                return (
+                    f"{share}, waiting more than computing ({slow.cpu / slow.busy:.0%} CPU) "
+                    f"in a group the planner sized to the cores ({group.name}): give it "
+                    f"workers of its own (workers={2 * group.workers} or more)"
+                )
+            return (
+                f"{share}, in a group the planner sized to the cores ({group.name}): a faster "
+                "stage function, or more cores, will help"
+            )
         return f"{share}; give it more workers (workers={slow.workers + 1} or more)"
+
+    def _group_of(self, stage: str) -> Group | None:
+        if self.plan is None:
+            return None
+        try:
+            return self.plan.group_of(stage)
+        except KeyError:
+            return None
 
     def __str__(self) -> str:
         head = (
@@ -292,7 +316,8 @@ class RunReport:
         ]
         state = "" if self.completed else " (did not complete)"
         title = f"run report: {self.wall:.2f} s on backend {self.backend!r}{state}"
-        tail = [f"bottleneck: {self.hint}"]
+        tail = [] if self.plan is None else str(self.plan).splitlines()
+        tail.append(f"bottleneck: {self.hint}")
         if self.failures:
             counts: dict[str, int] = {}
             for f in self.failures:
@@ -364,6 +389,7 @@ class RunReport:
                 }
                 for s in self.stages
             ],
+            "plan": None if self.plan is None else self.plan.to_dict(),
         }
 
 
@@ -387,6 +413,7 @@ class Recorder:
 
             failures = FailureLog(None, None)
         self.failure_log = failures
+        self.plan: Plan | None = None  # the backend's physical plan, once it has made it
 
     def fail(self, stage: str, worker: int, failures: list[Failure[Any]], entered: int) -> None:
         """A worker's newly collected failures (raises FailureBudgetExceeded when spent)."""
@@ -445,6 +472,7 @@ class Recorder:
             completed=self.completed,
             cores=cores,
             failures=self.failure_log.failures,
+            plan=self.plan,
         )
 
     def _stage(

@@ -19,12 +19,20 @@ def execute(
     check_types: bool = False,
     start_method: str | None = None,
     recorder: Recorder | None = None,
+    plan: str = "auto",
 ) -> Iterator[tuple[int, list[Any]]]:
     """Run ``graph`` on ``backend``, yielding (output index, items) as outputs appear, in order.
 
     ``recorder`` receives the numbers of the run report, and draws progress if asked.
+    ``plan``: the process and thread backends fuse and size stages unless "per_stage"; the
+    inline and Ray backends run one group per stage, as written.
     """
+    from ._planner import check_plan, logical_plan
+
+    mode = check_plan(plan)
     _refuse_while_bootstrapping()
+    if recorder is not None and backend in ("inline", "ray"):
+        recorder.plan = logical_plan(graph, backend)
     if backend == "inline":
         from .backends import inline
 
@@ -39,6 +47,7 @@ def execute(
             check_types=check_types,
             start_method=start_method,
             recorder=recorder,
+            plan=mode,
         )
     if backend == "ray":
         from .backends import ray

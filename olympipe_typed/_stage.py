@@ -216,7 +216,7 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
         if "name" in changes and not isinstance(self._template, Leaf):
             msg = f"name= applies to a single stage, not to the composite {self.name!r}"
             raise ValueError(msg)
-        if changes.get("workers", 1) != 1:
+        if changes.get("workers", 1) not in (1, None):
             stateful = [op.name for op in leaves(self._template) if op.stateful]
             if stateful:
                 msg = f"workers must be 1 for the stateful stage {stateful[0]!r} (got {workers!r})"
@@ -230,8 +230,9 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
 
     @property
     def workers(self) -> int:
-        """Worker count of a single stage (the largest one for a composite)."""
-        return max(op.options.workers for op in leaves(self._template))
+        """Worker count of a single stage as written (the largest one for a composite); 1
+        where no stage says (``workers=None``: the planner chooses at run time)."""
+        return max(op.options.workers or 1 for op in leaves(self._template))
 
     def __repr__(self) -> str:
         return f"Stage({self.name})"
@@ -447,7 +448,7 @@ class FilterStageDecorator(_Decorator):
 
 def _options(
     name: str | None,
-    workers: int,
+    workers: int | None,
     ordered: bool,
     queue_size: int | None,
     on_error: ErrorPolicy,
@@ -480,7 +481,7 @@ def stage(fn: Callable[[A], B], /) -> Stage[A, B]: ...
 def stage(
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
@@ -494,7 +495,7 @@ def stage(
     /,
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
@@ -548,7 +549,7 @@ def flat_stage(fn: Callable[[A], Iterable[B]], /) -> Stage[A, B, Iterable[B]]: .
 def flat_stage(
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
@@ -562,7 +563,7 @@ def flat_stage(
     /,
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
@@ -608,7 +609,7 @@ def filter_stage(fn: Callable[[A], bool], /) -> Stage[A, A, bool]: ...
 def filter_stage(
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",
@@ -622,7 +623,7 @@ def filter_stage(
     /,
     *,
     name: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ordered: bool = True,
     queue_size: int | None = None,
     on_error: ErrorPolicy = "raise",

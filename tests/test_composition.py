@@ -398,7 +398,7 @@ def test_pipeline_wait_for_completion_runs_sinks(backend: Backend, tmp_path: Pat
 
     pipeline = source(range(5)) >> times_2 >> stage(save)
     pipeline.wait_for_completion(backend=backend)
-    assert _lines(out) == ["0", "2", "4", "6", "8"]
+    assert sorted(_lines(out)) == ["0", "2", "4", "6", "8"]  # several workers: any order
 
 
 def test_pipeline_run_twice_gives_same_results(backend: Backend) -> None:

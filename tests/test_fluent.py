@@ -396,7 +396,7 @@ def test_pipeline_wait_for_completion_discards_outputs(backend: Backend, tmp_pat
     """wait_for_completion() runs every item through the pipeline's sinks."""
     out = tmp_path / "out"
     Pipeline(range(3)).task(lambda x: _record(out, str(x))).wait_for_completion(backend=backend)
-    assert _lines(out) == ["0", "1", "2"]
+    assert sorted(_lines(out)) == ["0", "1", "2"]  # on several workers: in any order
 
 
 # -- olympipe programs and mixing styles --

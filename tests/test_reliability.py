@@ -77,8 +77,11 @@ def test_issue_22_source_item_pickling_oserror_fails_the_run(backend: Local, kin
 def test_issue_22_stage_output_pickling_oserror_fails_the_run(backend: Local) -> None:
     """A stage output whose pickling raises OSError fails the run naming that stage and item."""
     pattern = r"stage '_lazy'.*_LazyFile\(259\).*FileNotFoundError"
+    # As written, one process per stage: the output crosses to the next stage's process.
+    # (Fused, _index would take it in the same worker, and nothing would be pickled.)
+    pipeline = source(range(1000)) >> stage(_lazy) >> stage(_index)
     with pytest.raises(StageError, match=pattern):
-        (source(range(1000)) >> stage(_lazy) >> stage(_index)).run(backend=backend)
+        pipeline.run(backend=backend, plan="per_stage")
 
 
 class _ClientError(Exception):
@@ -157,7 +160,7 @@ def test_issue_22_item_that_cannot_be_unpickled_in_a_worker_fails_the_run(
     first = stage(maker).options(name="maker")
     started = time.monotonic()
     with pytest.raises(StageError) as info:
-        (source(range(5)) >> first >> stage(_same)).run(backend=backend)
+        (source(range(5)) >> first >> stage(_same)).run(backend=backend, plan="per_stage")
     assert time.monotonic() - started < 30
     assert info.value.stage == "_same"
     assert "maker" in str(info.value)

@@ -48,7 +48,8 @@ def test_the_slow_stage_is_named_the_bottleneck(
         request.getfixturevalue("ray_local")
     assert slow_middle().last_report is None
     p = slow_middle()
-    assert p.run(backend=backend) == [f"#{(x + 1) * 2}" for x in range(N)]
+    # One group per stage, as written (fused, the three would share one group's workers).
+    assert p.run(backend=backend, plan="per_stage") == [f"#{(x + 1) * 2}" for x in range(N)]
     report = p.last_report
     assert report is not None
     assert report.completed
@@ -87,7 +88,7 @@ def test_workers_are_counted_and_summed() -> None:
 def test_queue_fill_and_blocked_time_show_which_side_waits() -> None:
     """Before a slow stage the queue is full and the producer blocked; after it, starved."""
     p = source(range(300)) >> prepare >> crunch.options(name="slow") >> label
-    p.run()
+    p.run(plan="per_stage")  # each stage's own queue
     report = p.last_report
     assert report is not None
     _, slow, after = report.stages
@@ -300,7 +301,7 @@ def test_quotes_are_escaped() -> None:
 # --- logging from workers ---
 
 
-@stage
+@stage(workers=1)  # one worker: its records come in order, from "olympipe:chatty:0"
 def chatty(x: int) -> int:
     logging.getLogger("olympipe_tests.chatty").info("item %d", x)
     if x == 2:

@@ -33,6 +33,7 @@ Time-based stages (timeouts, temporal batches) wake up while waiting and send
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import multiprocessing
@@ -47,16 +48,19 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
+from .._failures import Failure
 from .._hints import short_repr
 from .._ops import count_items, log_skipped
+from .._planner import FusedOp, FusedProcessor, PlanMode, cores, physical
 from .._report import WorkerStats
 from .._transport import SHARED, SHM_DIR, Decoder, Encoder, cleanup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from .._graph import Graph, Node
     from .._ops import Op, Processor
+    from .._planner import Group
     from .._report import Recorder
 
 END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
@@ -79,6 +83,12 @@ _POLL: Final = 0.05  # how often the caller checks on workers and the feeders wh
 _SECOND_PRESS: Final = 1.0  # a Ctrl-C this soon after the one that stopped a run is held
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
 _CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
+# The reorder window (see _Window): messages, items and bytes past the oldest one a reader
+# that restores order still waits for.
+_WINDOW_MESSAGES: Final = 64
+_WINDOW_ITEMS: Final = 65536
+_WINDOW_BYTES: Final = 64 * 2**20
+_REPLAN_EVERY: Final = 0.5  # seconds between the planner's looks at the groups' costs
 _RAMP: Final = 4  # one-item messages in flight per stage worker while stages have not said
 # what an item costs: enough for every worker to start, few enough not to flood the pipes
 
@@ -90,18 +100,50 @@ Message = tuple[int, bool, list[Any], list[Key] | None]
 
 
 class _Plan:
-    """Pipes for one run: for each node, the connections its workers read and write."""
+    """Pipes for one run: for each node, the connections its workers read and write.
 
-    def __init__(self, graph: Graph, ctx: Any) -> None:
+    ``graph`` is the physical graph (``_planner.physical``): a fused group is one node.
+    """
+
+    def __init__(self, graph: Graph, ctx: Any, groups: list[Group | None]) -> None:
         self.graph = graph
+        self.groups = groups
         self.keyed = any(len(n.parents) > 1 for n in graph.nodes)
-        self.workers = {n.id: _worker_count(n) for n in graph.nodes}
+        self.workers = {
+            n.id: 1 if g is None else g.workers for n, g in zip(graph.nodes, groups, strict=True)
+        }
         # Free nodes take messages in arrival order: an ordered=False stage with several
         # workers, and everything after it (once order is given up, there is none to keep).
         self.free: dict[int, bool] = {}
+        # Nodes downstream of a time-based stage, whose messages may come in parts (partial).
+        partial: dict[int, bool] = {}
+        # Ordered nodes whose several workers each take the next message when free, and send
+        # its outputs under its number: their readers restore the order (``_Reorder``).
+        self.ooo: set[int] = set()
         for n in graph.nodes:
             unordered = n.op is not None and not n.op.options.ordered and self.workers[n.id] > 1
             self.free[n.id] = unordered or any(self.free[p] for p in n.parents)
+            partial[n.id] = (n.op is not None and n.op.seconds is not None) or any(
+                partial[p] for p in n.parents
+            )
+            if (
+                self.workers[n.id] > 1
+                and not self.free[n.id]
+                and not self.keyed
+                and not any(partial[p] for p in n.parents)
+            ):
+                self.ooo.add(n.id)
+        # Readers of out-of-order nodes that restore order: one-worker nodes, and the caller's
+        # outputs (by -1 - index). Each has a slot where it says how far it has come.
+        self.reorderers = [
+            n.id
+            for n in graph.nodes
+            if self.workers[n.id] == 1 and any(p in self.ooo for p in n.parents)
+        ] + [
+            -1 - i
+            for i, node_id in enumerate(graph.outputs)
+            if node_id in self.ooo and not self.free[node_id]
+        ]
         # reads[(node, worker)][parent] -> connections indexed by parent worker
         self.reads: dict[tuple[int, int], dict[int, list[Connection]]] = {}
         # writes[(node, worker)][child] -> connections indexed by child worker
@@ -116,8 +158,18 @@ class _Plan:
             for n in graph.nodes
             if n.op is not None and n.op.options.queue_size is not None
         }
-        # Free stages with several workers: each message goes to the least busy one.
-        self.dealt = {n.id for n in graph.nodes if self.free[n.id] and self.workers[n.id] > 1}
+        # Stages with several workers whose messages go to a free worker: unordered ones, and
+        # ordered ones whose readers restore the order.
+        self.dealt = {
+            n.id
+            for n in graph.nodes
+            if (self.free[n.id] or n.id in self.ooo) and self.workers[n.id] > 1
+        }
+        # Workers at work in each dealt node at the start (the planner moves auto groups').
+        self.active = {
+            n: self.workers[n] if groups[n] is None else groups[n].history[-1][1]  # type: ignore[union-attr]
+            for n in self.dealt
+        }
         for node in graph.nodes:
             for child_id in node.children:
                 self._connect(node.id, child_id, ctx)
@@ -142,11 +194,17 @@ class _Plan:
                 if child in self.dealt or child in self.limits:
                     self.credit_slots[(parent, pw, child, cw)] = len(self.credit_slots)
 
-
-def _worker_count(node: Node) -> int:
-    if node.op is None or node.op.stateful or len(node.parents) > 1:
-        return 1
-    return node.op.options.workers
+    def mode(self, node: Node) -> str:
+        """How the node's workers read: "free" (arrival order, renumbered), "dealt" (arrival
+        order, numbers kept), "reorder" (in number order, from an out-of-order parent) or
+        "seq" (message ``seq`` from the one pipe that carries it)."""
+        if self.free[node.id]:
+            return "free"
+        if node.id in self.ooo:
+            return "dealt"
+        if node.id in self.reorderers:
+            return "reorder"
+        return "seq"
 
 
 # --- reading and writing messages ---
@@ -156,13 +214,16 @@ _SLOT: Final = 4  # counters per pipe: messages sent, messages done, items sent,
 
 
 class _Credits:
-    """What is queued on each pipe into the stages that deal messages to their least busy
-    worker (ordered=False) or bound their queues (queue_size), counted in shared memory.
+    """What is queued on each pipe into the stages that deal messages to a free worker or
+    bound their queues (queue_size), counted in shared memory; and how far each reader that
+    restores order has come, for the reorder window.
 
     Each pipe has counters of messages and items sent, written only by its producer, and done,
     written only by its consumer (one writer each: no locks; aligned 8-byte stores are atomic
     on x86-64). A producer waits while the worker it sends to has ``queue_size`` items queued
     (any message fits an empty queue), or, dealing, while every worker has two messages.
+    After the pipes' counters: each reorderer's next message number (written by it alone),
+    then each dealt node's workers at work (written by the caller's planner).
     """
 
     def __init__(
@@ -171,44 +232,85 @@ class _Credits:
         slots: dict[tuple[int, int, int, int], int],
         limits: dict[int, int],
         dealt: set[int],
+        reorderers: list[int],
+        active: dict[int, int],
+        ooo: set[int],
     ) -> None:
         self.path = path
         self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
         self.limits = limits  # consumer node -> items queued per worker, at most
-        self.dealt = dealt  # consumer nodes whose messages go to the least busy worker
+        self.dealt = dealt  # consumer nodes whose messages go to a free worker
+        self.reorderers = reorderers  # readers restoring order (-1 - i: the caller's output i)
+        self.active = active  # dealt node -> its slot of workers at work
+        self.ooo = ooo  # nodes whose outputs leave out of order
         self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
         for (_, _, child, cw), slot in slots.items():
             self.into.setdefault((child, cw), []).append(slot)
+        self.released_at = _SLOT * len(slots)  # where the reorderers' counters start
         self._counts: memoryview | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        return self.path, self.slots, self.limits, self.dealt
+        return (
+            self.path,
+            self.slots,
+            self.limits,
+            self.dealt,
+            self.reorderers,
+            self.active,
+            self.ooo,
+        )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
     @staticmethod
     def create(path: str, plan: _Plan) -> _Credits | None:
-        if not plan.credit_slots:
+        if not plan.credit_slots and not plan.reorderers:
             return None
+        dealt = sorted(plan.dealt)
+        base = len(plan.reorderers)
+        active = {node: base + i for i, node in enumerate(dealt)}
+        size = 8 * (_SLOT * len(plan.credit_slots) + base + len(dealt))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, 8 * _SLOT * len(plan.credit_slots))
+            os.ftruncate(fd, size)
         finally:
             os.close(fd)
-        return _Credits(path, plan.credit_slots, plan.limits, plan.dealt)
+        ledger = _Credits(
+            path, plan.credit_slots, plan.limits, plan.dealt, plan.reorderers, active, plan.ooo
+        )
+        for node in dealt:
+            ledger.set_active(node, plan.active[node])
+        return ledger
 
     def counts(self) -> memoryview:
         if self._counts is None:
-            import mmap
-
-            fd = os.open(self.path, os.O_RDWR)
-            try:
-                size = 8 * _SLOT * len(self.slots)
-                self._counts = memoryview(mmap.mmap(fd, size)).cast("q")
-            finally:
-                os.close(fd)
+            size = 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active))
+            self._counts = _map(self.path, size)
         return self._counts
+
+    def close(self) -> None:
+        """Unmap the counters (the mapping holds a file descriptor of its own)."""
+        _unmap(self._counts)
+        self._counts = None
+
+    def set_active(self, node: int, workers: int) -> None:
+        self.counts()[self.released_at + self.active[node]] = workers
+
+    def get_active(self, node: int, k: int) -> int:
+        slot = self.active.get(node)
+        if slot is None:
+            return k
+        return max(1, min(k, self.counts()[self.released_at + slot]))
+
+    def release(self, reader: int, seq: int) -> None:
+        """Reader ``reader`` has handed on every message before ``seq``."""
+        self.counts()[self.released_at + self.reorderers.index(reader)] = seq
+
+    def released(self) -> int:
+        """The first message some reorderer still waits for."""
+        c, at = self.counts(), self.released_at
+        return min((c[at + i] for i in range(len(self.reorderers))), default=0)
 
     def queued(self, child: int, worker: int) -> tuple[int, int]:
         """(messages, items) queued for one worker, from every producer."""
@@ -230,14 +332,15 @@ class _Credits:
         stop: threading.Event | None,
     ) -> int:
         """The worker of ``child`` that gets a message of ``n`` items, counted as sent: worker
-        ``seq % k`` (ordered), or the least busy one (dealt); waits until it has room."""
+        ``seq % k`` (in turn), or the least busy one (dealt); waits until it has room."""
         limit = self.limits.get(child)
         delay = 1e-4
         while True:
             if child in self.dealt:
-                best, load = seq % k, (INF, INF)
-                for i in range(k):
-                    cw = (seq + i) % k
+                active = self.get_active(child, k)
+                best, load = seq % active, (INF, INF)
+                for i in range(active):
+                    cw = (seq + i) % active
                     messages, items = self.queued(child, cw)
                     if (messages, items) < load:
                         best, load = cw, (messages, items)
@@ -269,6 +372,68 @@ class _Credits:
         c[at + 3] += n
 
 
+def _map(path: str, size: int) -> memoryview:
+    """The file at ``path`` mapped in memory, as 8-byte integers."""
+    import mmap
+
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return memoryview(mmap.mmap(fd, size)).cast("q")
+    finally:
+        os.close(fd)
+
+
+def _unmap(view: memoryview | None) -> None:
+    if view is None:
+        return
+    mapping = view.obj
+    view.release()
+    if isinstance(mapping, memoryview):  # the cast's source view
+        inner = mapping.obj
+        mapping.release()
+        mapping = inner
+    close = getattr(mapping, "close", None)
+    if close is not None:
+        with contextlib.suppress(BufferError):
+            close()
+
+
+class _Window:
+    """The reorder window, kept where messages enter out-of-order nodes (the feeder, or an
+    in-order node): message ``seq`` waits while the messages sent since the first one some
+    reorderer still waits for number ``_WINDOW_MESSAGES``, or hold ``_WINDOW_ITEMS`` items or
+    ``_WINDOW_BYTES`` bytes. So a reorderer holds at most that much, however slow one item is,
+    and every message inside the window can always move (no deadlock)."""
+
+    def __init__(self, ledger: _Credits) -> None:
+        self.ledger = ledger
+        self.sent: collections.deque[tuple[int, int, int]] = collections.deque()
+        self.items = self.bytes = 0
+
+    def wait(self, seq: int, n: int, nbytes: int, stop: threading.Event | None) -> None:
+        delay = 1e-4
+        sent = self.sent
+        while True:
+            released = self.ledger.released()
+            while sent and sent[0][0] < released:
+                _, i, b = sent.popleft()
+                self.items -= i
+                self.bytes -= b
+            if not sent or (
+                seq - released < _WINDOW_MESSAGES
+                and self.items + n <= _WINDOW_ITEMS
+                and self.bytes + nbytes <= _WINDOW_BYTES
+            ):
+                break
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-3)
+        sent.append((seq, n, nbytes))
+        self.items += n
+        self.bytes += nbytes
+
+
 class _Writer:
     """Sends each message to the right worker of every child (and to the caller, for outputs)."""
 
@@ -287,6 +452,11 @@ class _Writer:
         self.ledger = ledger
         self.me = me  # (node, worker) of the writer
         self.stop = stop  # threads: the run is being torn down
+        # An in-order writer feeding an out-of-order node keeps the reorder window.
+        self.window: _Window | None = None
+        feeds_ooo = ledger is not None and any(child in ledger.ooo for child, _ in self.targets)
+        if ledger is not None and feeds_ooo and me[0] not in ledger.ooo:
+            self.window = _Window(ledger)
 
     def _payload(self, msg: Message, child: int, shared: bytes | None) -> bytes:
         """``msg`` encoded for one child: a message through shared memory is read once, so
@@ -309,10 +479,14 @@ class _Writer:
 
     def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
         shared: bytes | None = None
+        windowed = False
         for child, conns in self.targets:
             payload = shared = self._payload((seq, final, items, keys), child, shared)
             ledger = self.ledger
             if ledger is not None and (child in ledger.dealt or child in ledger.limits):
+                if self.window is not None and child in ledger.ooo and not windowed:
+                    windowed = True
+                    self.window.wait(seq, len(items), self.encoder.last_size, self.stop)
                 cw = ledger.send(self.me, child, len(conns), seq, len(items), self.stop)
                 conns[cw].send_bytes(payload)
             else:
@@ -329,6 +503,51 @@ class _Writer:
         for _, conns in self.targets:
             for conn in conns:
                 conn.send_bytes(END)
+
+
+class _Where:
+    """Which stage each worker of a fused group is in, in shared memory: a worker that dies
+    is reported as its stage's, as written, never as the group's."""
+
+    def __init__(self, path: str, slots: int) -> None:
+        self.path = path
+        self.slots = slots
+        self._cells: memoryview | None = None
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return self.path, self.slots
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    @staticmethod
+    def create(path: str, slots: int) -> _Where:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, 8 * max(1, slots))
+        finally:
+            os.close(fd)
+        return _Where(path, slots)
+
+    def cells(self) -> memoryview:
+        if self._cells is None:
+            self._cells = _map(self.path, 8 * max(1, self.slots))
+        return self._cells
+
+    def close(self) -> None:
+        _unmap(self._cells)
+        self._cells = None
+
+    def setter(self, slot: int) -> Callable[[int], None]:
+        cells = self.cells()
+
+        def tell(stage: int) -> None:
+            cells[slot] = stage
+
+        return tell
+
+    def __getitem__(self, slot: int) -> int:
+        return int(self.cells()[slot])
 
 
 class _Stopped(Exception):
@@ -437,12 +656,14 @@ def _worker_main(
     keyed: bool,
     stop: threading.Event | None,
     node_id: int,
-    free: bool,
+    mode: str,
     prefix: str,
     log_level: int | None,
     ledger: _Credits | None,
     credit_in: list[list[int | None]],
     upstream: str,
+    where: _Where | None = None,
+    where_slot: int = 0,
 ) -> None:
     """Entry point of one worker process (or thread): run one node's processor to the end."""
     parent = os.getppid()
@@ -453,7 +674,7 @@ def _worker_main(
         _watch_parent(prefix)
         if log_level is not None:
             _forward_logs(control, name, log_level)
-    proc: Processor | None = None
+    proc: Processor | FusedProcessor | None = None
     writer = _Writer(writes, ranks, prefix, ledger, (node_id, worker), stop)
     decoder = Decoder()
     try:
@@ -469,19 +690,30 @@ def _worker_main(
             proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id
         )
         worker_.count_done(ledger, credit_in)
-        if free:
+        if isinstance(proc, FusedProcessor) and where is not None:
+            proc.where = where.setter(where_slot)
+        if mode == "free":
             worker_.run_free()
+        elif mode == "dealt":
+            worker_.run_dealt()
+        elif mode == "reorder":
+            worker_.run_reordered()
         else:
             worker_.run()
-        control.send(("stats", worker_.finish_stats()))
+        for stats in worker_.finish_stats():
+            control.send(("stats", *stats))
         closing, proc = proc, None
-        if closing.skipped:
+        if isinstance(closing, FusedProcessor):
+            for stage, count in closing.skipped_by_stage():
+                control.send(("skipped", count, stage))
+        elif closing.skipped:
             control.send(("skipped", closing.skipped))
         try:
             closing.close()
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"
-            raise StageError(name, "<none: in close()>", msg) from exc
+            stage = closing.stage_name if isinstance(closing, FusedProcessor) else name
+            raise StageError(stage, "<none: in close()>", msg) from exc
     except _Undecodable as exc:
         item = f"<an item from {upstream} that could not be unpickled>"
         _report(control, name, _unreadable(name, item, exc))
@@ -496,7 +728,8 @@ def _worker_main(
             while os.getppid() == parent and time.monotonic() < deadline:
                 time.sleep(0.01)
     except BaseException as exc:
-        _report(control, name, exc)
+        # A fused group's error is its stage's, as written.
+        _report(control, proc.stage_name if isinstance(proc, FusedProcessor) else name, exc)
         if proc is not None:
             with contextlib.suppress(BaseException):
                 proc.close()
@@ -587,7 +820,7 @@ class _Worker:
 
     def __init__(
         self,
-        proc: Processor,
+        proc: Processor | FusedProcessor,
         worker: int,
         count: int,
         reads: list[list[Connection]],
@@ -659,6 +892,56 @@ class _Worker:
                 self._done(conn, len(msg[2]))
                 self.seq += self.step
         self._end([])
+
+    def run_dealt(self) -> None:
+        """Arrival order, numbers kept: each message comes to this worker when it is free, and
+        its outputs leave under its number; the next in-order reader restores the order."""
+        open_conns = [conn for conns in self.reads for conn in conns]
+        tails: list[Message] = []
+        while open_conns:
+            for conn in self._wait(open_conns):
+                msg = _recv(conn, self.decoder, borrow=self.borrow)
+                if msg is None:
+                    open_conns.remove(conn)
+                elif msg[0] == TAIL:
+                    tails.append(msg)
+                else:
+                    self.seq = msg[0]
+                    self._process([msg])
+                    self._send(final=msg[1])
+                    self._done(conn, len(msg[2]))
+        self._end(tails)
+
+    def run_reordered(self) -> None:
+        """One parent whose workers send out of order: hold what comes early, process in
+        number order, and say how far it has come (the reorder window's other end)."""
+        conns = list(self.reads[0])
+        held: dict[int, tuple[Message, Connection]] = {}
+        tails: list[Message] = []
+        ledger = self.ledger
+        while conns:
+            for conn in self._wait(conns):
+                msg = _recv(conn, self.decoder, borrow=self.borrow)
+                if msg is None:
+                    conns.remove(conn)
+                elif msg[0] == TAIL:
+                    tails.append(msg)
+                else:
+                    held[msg[0]] = (msg, conn)
+            if self.seq in held:
+                while self.seq in held:
+                    msg, conn = held.pop(self.seq)
+                    self._process([msg])
+                    self._send(final=True)
+                    self._done(conn, len(msg[2]))
+                    self.seq += 1
+                if ledger is not None:
+                    ledger.release(self.node_id, self.seq)
+        for seq in sorted(held):  # none: every number comes once (a guard, not a path)
+            self.seq = seq
+            self._process([held[seq][0]])
+            self._send(final=True)
+        self._end(tails)
 
     def _end(self, tails: list[Message]) -> None:
         """End of stream: the parents' last words (their flushes), then ours, then END."""
@@ -798,13 +1081,33 @@ class _Worker:
             self.stats.ready_reads += 1
         return ready
 
-    def finish_stats(self) -> WorkerStats:
-        """The stats to send at the end: the CPU time estimated from the sampled messages."""
+    def finish_stats(self) -> list[tuple[WorkerStats] | tuple[WorkerStats, str]]:
+        """The stats to send at the end: the CPU time estimated from the sampled messages; a
+        fused group's apart for each of its stages (reads for the first, blocked time for the
+        last: the group's queue and its output are theirs)."""
         stats = self.stats
         stats.ended = time.perf_counter()
-        if self.sampled_busy > 0:
-            stats.cpu = stats.busy * min(1.0, self.sampled_cpu / self.sampled_busy)
-        return stats
+        share = min(1.0, self.sampled_cpu / self.sampled_busy) if self.sampled_busy > 0 else 0.0
+        if share:
+            stats.cpu = stats.busy * share
+        proc = self.proc
+        if not isinstance(proc, FusedProcessor):
+            return [(stats,)]
+        out: list[tuple[WorkerStats] | tuple[WorkerStats, str]] = []
+        last = len(proc.names) - 1
+        for i, stage in enumerate(proc.names):
+            one = WorkerStats(stats.started, self.worker)
+            one.ended = stats.ended
+            one.busy = proc.busy[i]
+            one.cpu = proc.cpu[i]
+            one.items_in, one.items_out = proc.items_in[i], proc.items_out[i]
+            one.timeline = proc.timelines[i]
+            if i == 0:
+                one.reads, one.ready_reads = stats.reads, stats.ready_reads
+            if i == last:
+                one.blocked = stats.blocked
+            out.append((one, stage))
+        return out
 
     def _process(self, msgs: list[Message]) -> None:
         started = time.perf_counter()
@@ -836,7 +1139,12 @@ class _Worker:
             # and how far we are (progress).
             out = stats.items_out + len(self.out)
             cost = self.busy / self.items
-            self.control.send(("cost", cost, self.worker, stats.items_in, out))
+            proc = self.proc
+            if isinstance(proc, FusedProcessor):  # progress for each stage of the group
+                each = list(zip(proc.names, proc.items_in, proc.items_out, strict=True))
+                self.control.send(("cost", cost, self.worker, stats.items_in, out, each))
+            else:
+                self.control.send(("cost", cost, self.worker, stats.items_in, out))
             self.busy, self.items, self.next_report = 0.0, 0, now + self.report_every
             self.report_every = min(2 * self.report_every, _REPORT_EVERY)
 
@@ -871,21 +1179,29 @@ class _Worker:
 
     def _send_failures(self) -> None:
         """Hand the items that failed under on_error="collect" to the caller."""
-        failures, self.proc.failures = self.proc.failures, []
-        report = ("failures", self.worker, failures, self.stats.items_in)
+        proc = self.proc
+        if isinstance(proc, FusedProcessor):
+            for i, failures in proc.take_failures():
+                self._send_stage_failures(failures, proc.items_in[i], proc.names[i])
+            return
+        failures, proc.failures = proc.failures, []
+        self._send_stage_failures(failures, self.stats.items_in, None)
+
+    def _send_stage_failures(
+        self, failures: list[Failure[Any]], entered: int, stage: str | None
+    ) -> None:
+        report = ("failures", self.worker, failures, entered, stage)
         try:
             self.control.send(report)
         except (pickle.PicklingError, TypeError, AttributeError):
             # An item the stage changed into something unpicklable: its repr stands in.
-            from .._failures import Failure
-
             shown = [
                 Failure(
                     f.stage, short_repr(f.item), f.error_type, f.message, f.traceback, f.attempts
                 )
                 for f in failures
             ]
-            self.control.send(("failures", self.worker, shown, self.stats.items_in))
+            self.control.send(("failures", self.worker, shown, entered, stage))
 
     def _emit_flush(self, value: object) -> None:
         """End of stream: a flush's outputs come after everything, in node order (as inline)."""
@@ -966,12 +1282,20 @@ class _Run:
         check_types: bool,
         start_method: str | None,
         recorder: Recorder | None = None,
+        plan: PlanMode = "auto",
     ) -> None:
+        self.began = time.perf_counter()
+        # The graph as the user wrote it becomes the physical one: fused chains are one node.
+        graph, self.groups, self.report_plan = physical(
+            graph, plan, budget=cores(), threads=threads
+        )
+        if recorder is not None:
+            recorder.plan = self.report_plan
         self.graph = graph
         self.recorder = recorder
         self.threads = threads
         ctx: Any = multiprocessing.get_context(start_method)
-        self.plan = _Plan(graph, ctx)
+        self.plan = _Plan(graph, ctx, self.groups)
         self.ctx: Any = ctx
         self.check_types = check_types
         self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
@@ -981,6 +1305,18 @@ class _Run:
         # Shared-memory segments of this run are named after it: cleanup() finds them all.
         self.prefix = f"olympipe-{os.getpid()}-{next(_RUNS)}-"
         self.ledger = _Credits.create(f"{SHM_DIR}/{self.prefix}ledger", self.plan)
+        # Fused groups' workers say which stage they are in, for a death's report.
+        self.where_slots: dict[tuple[int, int], int] = {}
+        for node in graph.nodes:
+            if isinstance(node.op, FusedOp):
+                for w in range(self.plan.workers[node.id]):
+                    self.where_slots[(node.id, w)] = len(self.where_slots)
+        self.where: _Where | None = None
+        if self.where_slots:
+            self.where = _Where.create(f"{SHM_DIR}/{self.prefix}where", len(self.where_slots))
+        self.worker_of: dict[int, tuple[int, int]] = {}  # id(process) -> (node, worker)
+        self.next_plan = 0.0  # when the planner looks at the groups' costs again
+        self.skipped: dict[str, int] = {}  # items on_error="skip" dropped, by stage
         self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
@@ -997,7 +1333,7 @@ class _Run:
                 continue
             # Threads and forked children share the parent's memory: no need to unpickle.
             shared = self.threads or self.ctx.get_start_method() == "fork"
-            shipped = _ship(node.op, node.name, imported=not shared)
+            shipped = _ship(node.op, node, imported=not shared)
             op_arg = node.op if shared else shipped
             ranks = self._ranks(node)
             for w in range(plan.workers[node.id]):
@@ -1018,7 +1354,7 @@ class _Run:
                     plan.keyed,
                     stop,
                     node.id,
-                    plan.free[node.id],
+                    plan.mode(node),
                     self.prefix,
                     _caller_log_level(),
                     self.ledger,
@@ -1029,7 +1365,10 @@ class _Run:
                         ]
                         for p in node.parents
                     ],
-                    ", ".join(repr(graph.nodes[p].name) for p in node.parents) or "the source",
+                    ", ".join(repr(_last_stage(graph.nodes[p])) for p in node.parents)
+                    or "the source",
+                    self.where,
+                    self.where_slots.get((node.id, w), 0),
                 )
                 if self.threads:
                     worker: Any = threading.Thread(
@@ -1049,6 +1388,7 @@ class _Run:
                 if not self.threads:
                     ctl_s.close()
                 self.procs.append((node.name, worker))
+                self.worker_of[id(worker)] = (node.id, w)
                 self.controls.append((node.name, ctl_r))
         if not self.threads:
             for conn in plan.child_side:
@@ -1075,7 +1415,7 @@ class _Run:
                 through=self.through,
                 ramp=_RAMP * sum(plan.workers[n.id] for n in graph.nodes if n.op is not None),
             )
-            feeder.receivers = [graph.nodes[c].name for c in node.children]
+            feeder.receivers = [_first_stage(graph.nodes[c]) for c in node.children]
             self.feeders.append(feeder)
             feeder.start()
 
@@ -1099,14 +1439,27 @@ class _Run:
             if self.plan.free[node_id]
             for conn in outputs[i]
         }
+        # Outputs whose workers send out of order: every pipe read, early messages held.
+        reordering: dict[Any, int] = {
+            conn: i
+            for i, node_id in enumerate(self.graph.outputs)
+            if -1 - i in self.plan.reorderers
+            for conn in outputs[i]
+        }
+        held: dict[int, dict[int, list[Any]]] = {i: {} for i in set(reordering.values())}
+        tails: dict[int, list[list[Any]]] = {i: [] for i in held}
         while live:
             at_end = set(draining.values())
             waiting = {
-                outputs[i][expected[i] % len(outputs[i])]: i for i in live if i not in at_end
+                outputs[i][expected[i] % len(outputs[i])]: i
+                for i in live
+                if i not in at_end and i not in held
             }
             waiting.update(draining)
+            waiting.update(reordering)
             ready = waiter.wait([*waiting, *controls, *sentinels], _POLL)
             self._check_feeders()
+            self._replan()
             for obj in ready:
                 if obj in controls:
                     if not self._read_control(obj, controls[obj]):
@@ -1120,12 +1473,17 @@ class _Run:
                 try:
                     msg = _recv(obj, self.decoder)
                 except _Undecodable as exc:
-                    name = self.graph.nodes[self.graph.outputs[index]].name
+                    name = _last_stage(self.graph.nodes[self.graph.outputs[index]])
                     item = "<an output that could not be unpickled in the caller>"
                     raise _unreadable(name, item, exc) from exc.__cause__
                 except (EOFError, OSError):
                     self._lost(index)
                     raise
+                if obj in reordering:
+                    yield from self._reorder(obj, index, msg, reordering, held, tails, expected)
+                    if index not in reordering.values():
+                        live.discard(index)
+                    continue
                 if obj in draining:
                     if msg is None:
                         del draining[obj]
@@ -1154,6 +1512,72 @@ class _Run:
                     yield index, items
         self._check_feeders()
 
+    def _reorder(
+        self,
+        conn: Any,
+        index: int,
+        msg: Message | None,
+        reordering: dict[Any, int],
+        held: dict[int, dict[int, list[Any]]],
+        tails: dict[int, list[list[Any]]],
+        expected: list[int],
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """One message of an output whose workers send out of order: the outputs now in
+        order, and the reorder window moved on; at the output's end, what its flush left."""
+        mine = held[index]
+        if msg is None:
+            del reordering[conn]
+            if index not in reordering.values():  # the last pipe ended
+                for seq in sorted(mine):  # none: every number comes once (a guard)
+                    yield index, mine.pop(seq)
+                for items in tails[index]:
+                    yield index, items
+            return
+        seq, _, items, _ = msg
+        if seq == TAIL:
+            if items:
+                tails[index].append(items)
+            return
+        mine[seq] = items
+        moved = False
+        while expected[index] in mine:
+            items = mine.pop(expected[index])
+            expected[index] += 1
+            self.through[index] += 1
+            moved = True
+            if items:
+                yield index, items
+        if moved and self.ledger is not None:
+            self.ledger.release(-1 - index, expected[index])
+
+    def _replan(self) -> None:
+        """Share the cores among the auto groups by what their items cost now (at most twice
+        a second): a group that got slower gets more of its workers at work."""
+        now = time.perf_counter()
+        if now < self.next_plan or self.ledger is None:
+            return
+        self.next_plan = now + _REPLAN_EVERY
+        auto = [
+            (node, group)
+            for node, group in zip(self.graph.nodes, self.groups, strict=True)
+            if group is not None and group.auto and node.id in self.plan.dealt
+        ]
+        if len(auto) < 2:
+            return
+        loads: list[float] = []
+        for node, _ in auto:
+            reported = list(self.costs.get(node.name, {}).values())
+            if not reported:
+                return  # not every group has said what an item costs yet
+            loads.append(sum(reported) / len(reported))
+        total = sum(loads) or 1.0
+        budget = cores()
+        for (node, group), load in zip(auto, loads, strict=True):
+            share = max(1, min(group.workers, round(budget * load / total)))
+            if share != group.history[-1][1]:
+                group.history.append((now - self.began, share))
+                self.ledger.set_active(node.id, share)
+
     def _lost(self, index: int) -> None:
         """An output pipe closed without END: its worker died. Raise what happened to it,
         once its report or its exit (a moment behind the pipe's end) has arrived."""
@@ -1164,7 +1588,7 @@ class _Run:
                 if not self.threads and not p.is_alive():
                     self._check_death(name, p)
             time.sleep(0.01)
-        name = self.graph.nodes[self.graph.outputs[index]].name
+        name = _last_stage(self.graph.nodes[self.graph.outputs[index]])
         raise WorkerDied(name, None, None, "it closed its output without ending the stream")
 
     def _check_feeders(self) -> None:
@@ -1185,10 +1609,12 @@ class _Run:
             raise StageError(name, "<unknown>", what) from exc
         kind = report[0]
         if kind == "cost":
-            _, cost, worker, items_in, items_out = report
+            cost, worker, items_in, items_out = report[1:5]
             self.costs.setdefault(name, {})[worker] = cost
             if self.recorder is not None:
-                self.recorder.live(name, worker, items_in, items_out)
+                each = report[5] if len(report) > 5 else [(name, items_in, items_out)]
+                for stage, stage_in, stage_out in each:
+                    self.recorder.live(stage, worker, stage_in, stage_out)
             return True
         if kind == "log":
             import logging
@@ -1196,19 +1622,20 @@ class _Run:
             record = logging.makeLogRecord(report[1])
             logging.getLogger(record.name).handle(record)
             return True
-        if kind == "stats":
+        if kind == "stats":  # a fused group's come once per stage, with the stage's name
             if self.recorder is not None:
-                self.recorder.stats(name, report[1])
+                self.recorder.stats(report[2] if len(report) > 2 else name, report[1])
             return True
         if kind == "failures":
             if self.recorder is not None:
-                _, worker, failures, entered = report
-                self.recorder.fail(name, worker, failures, entered)
+                _, worker, failures, entered, stage = report
+                self.recorder.fail(stage or name, worker, failures, entered)
             return True
-        if kind == "skipped":
-            log_skipped(name, report[1])
+        if kind == "skipped":  # said once per stage at the end, for all its workers
+            stage = report[2] if len(report) > 2 else name
+            self.skipped[stage] = self.skipped.get(stage, 0) + report[1]
             if self.recorder is not None:
-                self.recorder.skip(name, report[1])
+                self.recorder.skip(stage, report[1])
             return True
         if kind == "started":
             self.started.add(name)
@@ -1245,7 +1672,17 @@ class _Run:
                     "it died while starting; a script that runs pipelines when imported must "
                     "do so under `if __name__ == '__main__':` (see its stderr)"
                 )
-            raise WorkerDied(name, process.pid, code, hint)
+            raise WorkerDied(self._stage_of(process, name), process.pid, code, hint)
+
+    def _stage_of(self, process: Any, name: str) -> str:
+        """The stage (as written) a worker was running: in a fused group, the one it was in."""
+        node_id, worker = self.worker_of.get(id(process), (-1, 0))
+        slot = self.where_slots.get((node_id, worker))
+        if slot is None or self.where is None:
+            return name
+        op = self.graph.nodes[node_id].op
+        assert isinstance(op, FusedOp)
+        return op.stages[min(max(0, self.where[slot]), len(op.stages) - 1)][0]
 
     def _stop_dead_sources(self) -> None:
         """Stop reading each source that no output wants any more (limit reached, timeout)."""
@@ -1272,6 +1709,8 @@ class _Run:
                 p.join(timeout=min(_POLL, max(0.0, deadline - time.monotonic())))
                 self._read_controls()
         self._read_controls()  # a close() that raised is an error of the run, as inline
+        for stage, count in self.skipped.items():
+            log_skipped(stage, count)
 
     def _read_controls(self) -> None:
         """Handle every report the workers have sent so far."""
@@ -1331,6 +1770,9 @@ class _Run:
         for feeder in self.feeders:
             feeder.join(timeout=1.0)
         self.decoder.close()
+        for mapped in (self.ledger, self.where):
+            if mapped is not None:
+                mapped.close()
         # Segments that messages never read, or a killed worker, left behind.
         cleanup(self.prefix)
 
@@ -1358,7 +1800,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ship(op: Op, name: str, *, imported: bool) -> bytes:
+def _ship(op: Op | FusedOp, node: Node, *, imported: bool) -> bytes:
     """``op`` pickled for its workers: by the standard pickle when it can (fast, no import),
     else by cloudpickle (lambdas, closures, ``__main__``). Checked under every start method,
     so a stage that would fail under spawn fails under fork too.
@@ -1372,11 +1814,27 @@ def _ship(op: Op, name: str, *, imported: bool) -> bytes:
             return pickle.dumps(op, protocol=5)
     from .._ship import dumps
 
-    try:
-        return dumps(op)
-    except Exception as exc:
-        msg = f"cannot pickle stage {name!r} to send it to its workers: {type(exc).__name__}: {exc}"
-        raise StageError(name, "<none: shipping the stage>", msg) from exc
+    # A fused group's stages one by one first: the one that cannot travel is named.
+    parts = op.stages if isinstance(op, FusedOp) else [(node.name, op)]
+    shipped = b""
+    for name, part in parts:
+        try:
+            shipped = dumps(part)
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            msg = f"cannot pickle stage {name!r} to send it to its workers: {what}"
+            raise StageError(name, "<none: shipping the stage>", msg) from exc
+    return dumps(op) if isinstance(op, FusedOp) else shipped
+
+
+def _first_stage(node: Node) -> str:
+    """The name of the stage (as written) that reads a physical node's inputs."""
+    return node.op.stages[0][0] if isinstance(node.op, FusedOp) else node.name
+
+
+def _last_stage(node: Node) -> str:
+    """The name of the stage (as written) whose outputs leave a physical node."""
+    return node.op.stages[-1][0] if isinstance(node.op, FusedOp) else node.name
 
 
 class _Feeder:
@@ -1616,14 +2074,16 @@ def execute(
     check_types: bool = False,
     start_method: str | None = None,
     recorder: Recorder | None = None,
+    plan: PlanMode = "auto",
 ) -> Iterator[tuple[int, list[Any]]]:
-    """Run ``graph`` with one process (or thread) per stage worker."""
+    """Run ``graph`` with one process (or thread) per worker of each group of its plan."""
     run = _Run(
         graph,
         threads=threads,
         check_types=check_types,
         start_method=start_method,
         recorder=recorder,
+        plan=plan,
     )
     signals = _Signals(run)
     in_flight: BaseException | None = None

@@ -398,7 +398,7 @@ def _worker_count(node: Node) -> int:
     assert node.op is not None
     if node.op.stateful or len(node.parents) > 1:
         return 1
-    return node.op.options.workers
+    return node.op.options.workers or 1  # no planner here: Ray places the actors
 
 
 def _ranks(graph: Graph, node: Node) -> tuple[int | None, ...]:
