@@ -81,6 +81,7 @@ def sizable(op: Op | None) -> bool:
         and op.fn is not None
         and not isinstance(op.fn, ClassSpec)
         and op.options.resources is None
+        and op.options.ordered
         and not op.isolated
     )
 
@@ -230,13 +231,13 @@ def physical(
     groups: list[Group | None] = []
     for c in chains:
         first, last = c[0], c[-1]
-        op: Op | FusedOp | None = first.op
+        op: Op | None = first.op
         name = first.name
         if len(c) > 1:
             op = FusedOp([(n.name, n.op) for n in c if n.op is not None])
             name = "+".join(n.name for n in c)
         parents = [new_id[id(chain_of[p])] for p in first.parents]
-        node = Node(len(nodes), name, op, first.source, parents)  # type: ignore[arg-type]
+        node = Node(len(nodes), name, op, first.source, parents)
         nodes.append(node)
         for p in parents:
             nodes[p].children.append(node.id)
@@ -268,29 +269,26 @@ def _as_written(node: Node) -> Group | None:
 # --- running a fused group: one item through several stages, in one worker ---
 
 
-class FusedOp:
+class FusedOp(Op):
     """A physical node's operator that runs several stages' operators in turn."""
 
-    __slots__ = ("enveloped", "kind", "options", "stages")
-
-    seconds = None  # no time-based behaviour
-    stateful = False
-    isolated = False
+    __slots__ = ("stages",)
 
     def __init__(self, stages: list[tuple[str, Op]]) -> None:
-        self.stages = stages
         # At most one output per input (maps and filters): outputs keep their input's merge
         # key; else several, numbered (as a flat stage's).
-        self.kind = "map" if all(op.kind in ("map", "filter") for _, op in stages) else "flat"
-        self.enveloped = stages[0][1].enveloped
-        self.options = Options()
-
-    @property
-    def name(self) -> str:
-        return "+".join(name for name, _ in self.stages)
+        kind: Literal["map", "flat"] = (
+            "map" if all(op.kind in ("map", "filter") for _, op in stages) else "flat"
+        )
+        label = "+".join(name for name, _ in stages)
+        super().__init__(kind, None, Options(), label=label, enveloped=stages[0][1].enveloped)
+        self.stages = stages
 
     def __repr__(self) -> str:
         return f"FusedOp({[name for name, _ in self.stages]})"
+
+    def replace(self, **changes: Any) -> Op:
+        raise NotImplementedError  # pragma: no cover - never asked of a physical node
 
     def open(
         self,
@@ -299,17 +297,18 @@ class FusedOp:
         check_types: bool = False,
         processes: bool = False,
         shipped: bytes | None = None,
-    ) -> FusedProcessor:
+    ) -> Processor:
         del name, shipped
         return FusedProcessor(self, check_types=check_types, processes=processes)
 
 
-class FusedProcessor:
+class FusedProcessor(Processor):
     """The ``Processor`` of a fused group: each message goes through every stage's own
     processor (their retries, ``on_error`` and type checks unchanged), and each stage's
     busy time and item counts are kept apart for the run report."""
 
     def __init__(self, op: FusedOp, *, check_types: bool, processes: bool) -> None:
+        # Not Processor.__init__: the stages' own processors do the work.
         self.op = op
         self.procs: list[Processor] = []
         try:
@@ -322,6 +321,7 @@ class FusedProcessor:
         self.name = self.names[-1]  # outputs are the last stage's
         self.exhausted = False
         self.skipped = 0
+        self.failures: list[Failure[Any]] = []
         self.current = 0  # the stage an item is in: where an error or a death happened
         self.where: Callable[[int], None] | None = None  # tells the caller, for a death
         count = len(self.procs)
@@ -331,26 +331,14 @@ class FusedProcessor:
         self.items_out = [0] * count
         self.timelines: list[Timeline] = [Timeline(time.perf_counter()) for _ in range(count)]
 
-    @property
-    def failures(self) -> list[Failure[Any]]:
-        out: list[Failure[Any]] = []
-        for proc in self.procs:
-            out += proc.failures
-        return out
-
-    @failures.setter
-    def failures(self, value: list[Failure[Any]]) -> None:
-        for proc in self.procs:
-            proc.failures = []
-
     def take_failures(self) -> list[tuple[int, list[Failure[Any]]]]:
-        """Each stage's collected failures, by stage index, now handed over."""
-        out: list[tuple[int, list[Failure[Any]]]] = []
-        for i, proc in enumerate(self.procs):
-            if proc.failures:
-                out.append((i, proc.failures))
-                proc.failures = []
-        return out
+        """The failures collected since the last call, by stage index."""
+        by_stage: dict[int, list[Failure[Any]]] = {}
+        index = {name: i for i, name in enumerate(self.names)}
+        for failure in self.failures:
+            by_stage.setdefault(index[failure.stage], []).append(failure)
+        self.failures = []
+        return sorted(by_stage.items())
 
     @property
     def stage_name(self) -> str:
@@ -375,7 +363,11 @@ class FusedProcessor:
             self._enter(i)
             self.items_in[i] += count_items(items, enveloped)
             outputs: list[Any] = []
-            self.procs[i].process_many(items, outputs)
+            proc = self.procs[i]
+            proc.process_many(items, outputs)
+            if proc.failures:  # the worker hands them over (take_failures)
+                self.failures += proc.failures
+                proc.failures = []
             items = outputs
             now, cpu_now = clock(), cpu_clock()
             self.busy[i] += now - t

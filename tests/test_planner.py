@@ -48,6 +48,10 @@ def pair(x: int) -> list[int]:
     return [x, -x]
 
 
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
 class Scale:
     def __init__(self, k: int) -> None:
         self.k = k
@@ -92,7 +96,7 @@ def test_per_stage_plan_runs_each_stage_as_written() -> None:
 
 def test_plan_must_be_auto_or_per_stage() -> None:
     with pytest.raises(ValueError, match="plan must be 'auto' or 'per_stage'"):
-        source(range(3)).run(plan="fast")  # type: ignore[arg-type]
+        source(range(3)).run(plan="fast")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 def test_what_the_user_wrote_is_kept_and_never_fused() -> None:
@@ -214,7 +218,7 @@ def test_dealt_stages_keep_order_with_batches_and_filters(backend: Backend) -> N
         source(range(400))
         >> stage(inc).options(workers=3)
         >> batch(7)
-        >> stage(sum).options(workers=2)
+        >> stage(total).options(workers=2)
         >> filter_stage(odd).options(workers=2)
     )
     assert p.run(backend=backend) == p.run(backend="inline")

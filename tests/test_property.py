@@ -107,7 +107,9 @@ def batches_after_unordered(pipes: list[Pipeline[int]]) -> bool:
     graph = compile_graph([p._node for p in pipes])
     free: dict[int, bool] = {}
     for n in graph.nodes:
-        unordered = n.op is not None and not n.op.options.ordered and n.op.options.workers > 1
+        unordered = (
+            n.op is not None and not n.op.options.ordered and (n.op.options.workers or 1) > 1
+        )
         free[n.id] = unordered or any(free[p] for p in n.parents)
         if n.op is not None and n.op.kind == "batch" and any(free[p] for p in n.parents):
             return True

@@ -1,0 +1,451 @@
+"""Messages between a run's processes: how they are written and read, and the counters in
+shared memory that deal them (credits, the reorder window, the stage a fused worker is in)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import pickle
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from ..._errors import StageError
+from ..._hints import short_repr
+from ..._transport import SHARED, Decoder, Encoder
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.connection import Connection
+
+    from .plan import Pipes
+
+
+END: Final = b"E"  # the end-of-stream marker: one byte, never a valid pickle
+
+
+TAIL: Final = -1  # the seq of a node's last message: what its flush() emitted
+
+
+INF: Final = float("inf")
+
+
+STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
+
+
+CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
+
+
+# The reorder window (see Window): messages, items and bytes past the oldest one a reader
+# that restores order still waits for.
+_WINDOW_MESSAGES: Final = 64
+
+
+_WINDOW_ITEMS: Final = 65536
+
+
+_WINDOW_BYTES: Final = 64 * 2**20
+
+
+Key = tuple[float, ...]
+
+
+Message = tuple[int, bool, list[Any], list[Key] | None]
+
+
+_SLOT: Final = 4  # counters per pipe: messages sent, messages done, items sent, items done
+
+
+class Credits:
+    """What is queued on each pipe into the stages that deal messages to a free worker or
+    bound their queues (queue_size), counted in shared memory; and how far each reader that
+    restores order has come, for the reorder window.
+
+    Each pipe has counters of messages and items sent, written only by its producer, and done,
+    written only by its consumer (one writer each: no locks; aligned 8-byte stores are atomic
+    on x86-64). A producer waits while the worker it sends to has ``queue_size`` items queued
+    (any message fits an empty queue), or, dealing, while every worker has two messages.
+    After the pipes' counters: each reorderer's next message number (written by it alone),
+    then each dealt node's workers at work (written by the caller's planner).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        slots: dict[tuple[int, int, int, int], int],
+        limits: dict[int, int],
+        dealt: set[int],
+        reorderers: list[int],
+        active: dict[int, int],
+        ooo: set[int],
+    ) -> None:
+        self.path = path
+        self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
+        self.limits = limits  # consumer node -> items queued per worker, at most
+        self.dealt = dealt  # consumer nodes whose messages go to a free worker
+        self.reorderers = reorderers  # readers restoring order (-1 - i: the caller's output i)
+        self.active = active  # dealt node -> its slot of workers at work
+        self.ooo = ooo  # nodes whose outputs leave out of order
+        self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
+        for (_, _, child, cw), slot in slots.items():
+            self.into.setdefault((child, cw), []).append(slot)
+        self.released_at = _SLOT * len(slots)  # where the reorderers' counters start
+        self._counts: memoryview | None = None
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (
+            self.path,
+            self.slots,
+            self.limits,
+            self.dealt,
+            self.reorderers,
+            self.active,
+            self.ooo,
+        )
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    @staticmethod
+    def create(path: str, plan: Pipes) -> Credits | None:
+        if not plan.credit_slots and not plan.reorderers:
+            return None
+        dealt = sorted(plan.dealt)
+        base = len(plan.reorderers)
+        active = {node: base + i for i, node in enumerate(dealt)}
+        size = 8 * (_SLOT * len(plan.credit_slots) + base + len(dealt))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        ledger = Credits(
+            path, plan.credit_slots, plan.limits, plan.dealt, plan.reorderers, active, plan.ooo
+        )
+        for node in dealt:
+            ledger.set_active(node, plan.active[node])
+        return ledger
+
+    def counts(self) -> memoryview:
+        if self._counts is None:
+            size = 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active))
+            self._counts = _map(self.path, size)
+        return self._counts
+
+    def close(self) -> None:
+        """Unmap the counters (the mapping holds a file descriptor of its own)."""
+        _unmap(self._counts)
+        self._counts = None
+
+    def set_active(self, node: int, workers: int) -> None:
+        self.counts()[self.released_at + self.active[node]] = workers
+
+    def get_active(self, node: int, k: int) -> int:
+        slot = self.active.get(node)
+        if slot is None:
+            return k
+        return max(1, min(k, self.counts()[self.released_at + slot]))
+
+    def release(self, reader: int, seq: int) -> None:
+        """Reader ``reader`` has handed on every message before ``seq``."""
+        self.counts()[self.released_at + self.reorderers.index(reader)] = seq
+
+    def released(self) -> int:
+        """The first message some reorderer still waits for."""
+        c, at = self.counts(), self.released_at
+        return min((c[at + i] for i in range(len(self.reorderers))), default=0)
+
+    def queued(self, child: int, worker: int) -> tuple[int, int]:
+        """(messages, items) queued for one worker, from every producer."""
+        c = self.counts()
+        messages = items = 0
+        for s in self.into[(child, worker)]:
+            at = _SLOT * s
+            messages += c[at] - c[at + 1]
+            items += c[at + 2] - c[at + 3]
+        return messages, items
+
+    def send(
+        self,
+        me: tuple[int, int],
+        child: int,
+        k: int,
+        seq: int,
+        n: int,
+        stop: threading.Event | None,
+    ) -> int:
+        """The worker of ``child`` that gets a message of ``n`` items, counted as sent: worker
+        ``seq % k`` (in turn), or the least busy one (dealt); waits until it has room."""
+        limit = self.limits.get(child)
+        delay = 1e-4
+        while True:
+            if child in self.dealt:
+                active = self.get_active(child, k)
+                best, load = seq % active, (INF, INF)
+                for i in range(active):
+                    cw = (seq + i) % active
+                    messages, items = self.queued(child, cw)
+                    if (messages, items) < load:
+                        best, load = cw, (messages, items)
+                    if messages == 0:
+                        break
+                room = load[0] < CREDIT
+            else:
+                best = seq % k
+                load = self.queued(child, best)
+                room = True
+            if limit is not None and load[1] and load[1] + n > limit:
+                room = False
+            if room:
+                break
+            if stop is not None and stop.is_set():
+                raise Stopped
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-3)
+        at = _SLOT * self.slots[(*me, child, best)]
+        c = self.counts()
+        c[at] += 1
+        c[at + 2] += n
+        return best
+
+    def done(self, slot: int, n: int) -> None:
+        at = _SLOT * slot
+        c = self.counts()
+        c[at + 1] += 1
+        c[at + 3] += n
+
+
+def _map(path: str, size: int) -> memoryview:
+    """The file at ``path`` mapped in memory, as 8-byte integers."""
+    import mmap
+
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return memoryview(mmap.mmap(fd, size)).cast("q")
+    finally:
+        os.close(fd)
+
+
+def _unmap(view: memoryview | None) -> None:
+    if view is None:
+        return
+    mapping = view.obj
+    view.release()
+    if isinstance(mapping, memoryview):  # the cast's source view
+        inner = mapping.obj
+        mapping.release()
+        mapping = inner
+    close = getattr(mapping, "close", None)
+    if close is not None:
+        with contextlib.suppress(BufferError):
+            close()
+
+
+class Window:
+    """The reorder window, kept where messages enter out-of-order nodes (the feeder, or an
+    in-order node): message ``seq`` waits while the messages sent since the first one some
+    reorderer still waits for number ``_WINDOW_MESSAGES``, or hold ``_WINDOW_ITEMS`` items or
+    ``_WINDOW_BYTES`` bytes. So a reorderer holds at most that much, however slow one item is,
+    and every message inside the window can always move (no deadlock)."""
+
+    def __init__(self, ledger: Credits) -> None:
+        self.ledger = ledger
+        self.sent: collections.deque[tuple[int, int, int]] = collections.deque()
+        self.items = self.bytes = 0
+
+    def wait(self, seq: int, n: int, nbytes: int, stop: threading.Event | None) -> None:
+        delay = 1e-4
+        sent = self.sent
+        while True:
+            released = self.ledger.released()
+            while sent and sent[0][0] < released:
+                _, i, b = sent.popleft()
+                self.items -= i
+                self.bytes -= b
+            if not sent or (
+                seq - released < _WINDOW_MESSAGES
+                and self.items + n <= _WINDOW_ITEMS
+                and self.bytes + nbytes <= _WINDOW_BYTES
+            ):
+                break
+            if stop is not None and stop.is_set():
+                raise Stopped
+            time.sleep(delay)
+            delay = min(2 * delay, 2e-3)
+        sent.append((seq, n, nbytes))
+        self.items += n
+        self.bytes += nbytes
+
+
+class Writer:
+    """Sends each message to the right worker of every child (and to the caller, for outputs)."""
+
+    def __init__(
+        self,
+        targets: dict[int, list[Connection]],
+        ranks: dict[int, int] | None,
+        prefix: str,
+        ledger: Credits | None = None,
+        me: tuple[int, int] = (-1, 0),
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.encoder = Encoder(prefix)  # large buffers travel through shared memory
+        self.targets = list(targets.items())
+        self.ranks = ranks  # child -> this node's rank among its children (keyed graphs only)
+        self.ledger = ledger
+        self.me = me  # (node, worker) of the writer
+        self.stop = stop  # threads: the run is being torn down
+        # An in-order writer feeding an out-of-order node keeps the reorder window.
+        self.window: Window | None = None
+        feeds_ooo = ledger is not None and any(child in ledger.ooo for child, _ in self.targets)
+        if ledger is not None and feeds_ooo and me[0] not in ledger.ooo:
+            self.window = Window(ledger)
+
+    def _payload(self, msg: Message, child: int, shared: bytes | None) -> bytes:
+        """``msg`` encoded for one child: a message through shared memory is read once, so
+        only an in-band encoding is shared between children."""
+        seq, final, items, keys = msg
+        if keys is not None and self.ranks is not None and child in self.ranks:
+            rank = self.ranks[child]
+            return self._encode((seq, final, items, [(*k, rank) for k in keys]))
+        if shared is not None and not shared.startswith(SHARED):
+            return shared
+        return self._encode(msg)
+
+    def _encode(self, msg: Message) -> bytes:
+        try:
+            return self.encoder.encode(msg)
+        except Exception as exc:  # pickle's errors, and any an item's __reduce__ raises
+            # An OSError from an item's __getstate__ (a file gone) is the item's failure, not
+            # a closed pipe: it must never pass for the end of the run.
+            raise Unencodable from exc
+
+    def send(self, seq: int, final: bool, items: list[Any], keys: list[Key] | None) -> None:
+        shared: bytes | None = None
+        windowed = False
+        for child, conns in self.targets:
+            payload = shared = self._payload((seq, final, items, keys), child, shared)
+            ledger = self.ledger
+            if ledger is not None and (child in ledger.dealt or child in ledger.limits):
+                if self.window is not None and child in ledger.ooo and not windowed:
+                    windowed = True
+                    self.window.wait(seq, len(items), self.encoder.last_size, self.stop)
+                cw = ledger.send(self.me, child, len(conns), seq, len(items), self.stop)
+                conns[cw].send_bytes(payload)
+            else:
+                conns[seq % len(conns)].send_bytes(payload)
+
+    def tail(self, items: list[Any], keys: list[Key] | None) -> None:
+        """The last message: to the first worker of each child (and to the caller)."""
+        shared: bytes | None = None
+        for child, conns in self.targets:
+            payload = shared = self._payload((TAIL, True, items, keys), child, shared)
+            conns[0].send_bytes(payload)
+
+    def end(self) -> None:
+        for _, conns in self.targets:
+            for conn in conns:
+                conn.send_bytes(END)
+
+
+class Where:
+    """Which stage each worker of a fused group is in, in shared memory: a worker that dies
+    is reported as its stage's, as written, never as the group's."""
+
+    def __init__(self, path: str, slots: int) -> None:
+        self.path = path
+        self.slots = slots
+        self._cells: memoryview | None = None
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return self.path, self.slots
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    @staticmethod
+    def create(path: str, slots: int) -> Where:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, 8 * max(1, slots))
+        finally:
+            os.close(fd)
+        return Where(path, slots)
+
+    def cells(self) -> memoryview:
+        if self._cells is None:
+            self._cells = _map(self.path, 8 * max(1, self.slots))
+        return self._cells
+
+    def close(self) -> None:
+        _unmap(self._cells)
+        self._cells = None
+
+    def setter(self, slot: int) -> Callable[[int], None]:
+        cells = self.cells()
+
+        def tell(stage: int) -> None:
+            cells[slot] = stage
+
+        return tell
+
+    def __getitem__(self, slot: int) -> int:
+        return int(self.cells()[slot])
+
+
+class Stopped(Exception):
+    """The run is being torn down (thread backend): leave quietly."""
+
+
+class Unencodable(Exception):
+    """An item of a message could not be pickled; ``__cause__`` says why."""
+
+
+class Undecodable(Exception):
+    """A message could not be unpickled; ``__cause__`` says why."""
+
+
+def unpicklable(stage: str, items: list[Any], where: str) -> StageError:
+    """A StageError naming the stage and the first of ``items`` that pickle refuses."""
+    for item in items:
+        try:
+            pickle.dumps(item, protocol=5)
+        except Exception as exc:  # this is the item we are looking for
+            msg = f"cannot pickle this item to send it {where}: {type(exc).__name__}: {exc}"
+            return StageError(stage, short_repr(item), msg)
+    return StageError(stage, "<unknown>", f"cannot pickle a message to send it {where}")
+
+
+class Control:
+    """A worker's pipe to the caller, for reports: one writer at a time (the stage's own
+    threads may log while the worker reports its numbers)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, report: tuple[object, ...]) -> None:
+        data = pickle.dumps(report, protocol=5)
+        with self.lock:
+            self.conn.send_bytes(data)
+
+
+def recv(conn: Connection, decoder: Decoder, *, borrow: bool = False) -> Message | None:
+    data = conn.recv_bytes()  # EOFError, OSError: the writer is gone
+    if data == END:
+        return None
+    try:
+        msg = cast("Message", decoder.decode(data, borrow=borrow))
+    except Exception as exc:  # an item's class missing here, a __setstate__ that raises...
+        # ...even EOFError, which must not pass for a closed pipe (the run would hang).
+        raise Undecodable from exc
+    return msg
+
+
+def unreadable(stage: str, item: str, exc: Undecodable) -> StageError:
+    """A StageError for an item of ``stage`` (described by ``item``) that cannot be unpickled."""
+    cause = exc.__cause__
+    err = StageError(stage, item, f"{type(cause).__name__}: {cause}")
+    err.__cause__ = cause
+    return err
