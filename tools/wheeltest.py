@@ -48,6 +48,7 @@ CORE = [
     "tests/test_property.py",
     "tests/test_reliability.py",
     "tests/test_long_runs.py",
+    "tests/test_planner.py",
 ]
 # What a user runs first: the package's own entry points, the examples, the image demo.
 FIRST = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py"]

@@ -112,7 +112,7 @@ class Run:
                     self.where_slots[(node.id, w)] = len(self.where_slots)
         self.where: Where | None = None
         if self.where_slots:
-            self.where = Where.create(f"{SHM_DIR}/{self.prefix}where", len(self.where_slots))
+            self.where = Where(f"{SHM_DIR}/{self.prefix}where", len(self.where_slots))
         self.worker_of: dict[int, tuple[int, int]] = {}  # id(process) -> (node, worker)
         self.next_plan = 0.0  # when the planner looks at the groups' costs again
         self.skipped: dict[str, int] = {}  # items on_error="skip" dropped, by stage
@@ -189,6 +189,11 @@ class Run:
                 self.procs.append((node.name, worker))
                 self.worker_of[id(worker)] = (node.id, w)
                 self.controls.append((node.name, ctl_r))
+        # The shared counters' files, now that workers exist to remove them if we die.
+        if self.ledger is not None:
+            self.ledger.make(plan.active)
+        if self.where is not None:
+            self.where.make()
         if not self.threads:
             for conn in plan.child_side:
                 if not is_feeder_end(conn, plan):
@@ -541,6 +546,12 @@ class Run:
         if self.stop.is_set():
             return
         self.stop.set()
+        # The shared counters' files first: their mappings outlive them, and a caller killed
+        # during the teardown, once the workers are gone, would leave them in /dev/shm.
+        for mapped in (self.ledger, self.where):
+            if mapped is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(mapped.path)
         for event in self.source_stop.values():
             event.set()
         if self.threads:  # a closed read end makes a blocked writer fail instead of hang

@@ -109,23 +109,23 @@ class Credits:
 
     @staticmethod
     def create(path: str, plan: Pipes) -> Credits | None:
+        """The ledger a run needs, if any; its file is made by ``make`` (see there)."""
         if not plan.credit_slots and not plan.reorderers:
             return None
         dealt = sorted(plan.dealt)
         base = len(plan.reorderers)
         active = {node: base + i for i, node in enumerate(dealt)}
-        size = 8 * (_SLOT * len(plan.credit_slots) + base + len(dealt))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
-        ledger = Credits(
+        return Credits(
             path, plan.credit_slots, plan.limits, plan.dealt, plan.reorderers, active, plan.ooo
         )
-        for node in dealt:
-            ledger.set_active(node, plan.active[node])
-        return ledger
+
+    def make(self, active: dict[int, int]) -> None:
+        """Make the file, with each dealt node's workers at work. Called once the workers are
+        started (they map it at their first message): a caller killed from then on has workers
+        that remove it; a moment earlier, there would be none to."""
+        _make(self.path, 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active)))
+        for node, workers in active.items():
+            self.set_active(node, workers)
 
     def counts(self) -> memoryview:
         if self._counts is None:
@@ -214,6 +214,14 @@ class Credits:
         c = self.counts()
         c[at + 1] += 1
         c[at + 3] += n
+
+
+def _make(path: str, size: int) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _map(path: str, size: int) -> memoryview:
@@ -364,14 +372,9 @@ class Where:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
-    @staticmethod
-    def create(path: str, slots: int) -> Where:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, 8 * max(1, slots))
-        finally:
-            os.close(fd)
-        return Where(path, slots)
+    def make(self) -> None:
+        """Make the file, once the workers are started (as ``Credits.make``)."""
+        _make(self.path, 8 * max(1, self.slots))
 
     def cells(self) -> memoryview:
         if self._cells is None:
@@ -383,10 +386,8 @@ class Where:
         self._cells = None
 
     def setter(self, slot: int) -> Callable[[int], None]:
-        cells = self.cells()
-
-        def tell(stage: int) -> None:
-            cells[slot] = stage
+        def tell(stage: int) -> None:  # mapped at the first call: the file exists by then
+            self.cells()[slot] = stage
 
         return tell
 
