@@ -355,7 +355,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if settings.workers is None
         else f"{heavy}, augment and encode ask for {settings.workers} workers each"
     )
-    print(f"{what} -> {settings.size} px {settings.fmt.upper()} in {output}\n{os.cpu_count()} cores; {hints}")
+    print(
+        f"{what} -> {settings.size} px {settings.fmt.upper()} in {output}\n{os.cpu_count()} cores; {hints}"
+    )
 
     times: dict[str, Timing] = {}
     names: list[str] = []
