@@ -80,6 +80,11 @@ def _attempt(mode: str, journal: Path, out: Path, kill: tuple[signal.Signals, fl
     proc.wait(timeout=120)
     assert proc.returncode == 0 or kill is not None, errors.read_text()
     assert _gone(kids, 5.0) == [], "processes left behind"
+    # Workers started after ``kids`` was read remove the run's files once they notice the
+    # caller is gone: within their watch's period (0.5 s).
+    deadline = time.monotonic() + 3.0
+    while _segments(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _segments(proc.pid) == []
     return proc.returncode
 

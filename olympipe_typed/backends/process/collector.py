@@ -502,8 +502,18 @@ class Run:
             if not alive(node.id):
                 self.source_stop[node.id].set()
 
+    def _unlink_counters(self) -> None:
+        """Remove the shared counters' files: the mappings outlive them, and a caller killed
+        once its workers are gone would leave them in /dev/shm. Done when no worker will map
+        them any more: after the last output, or when the run is torn down."""
+        for mapped in (self.ledger, self.where):
+            if mapped is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(mapped.path)
+
     def finish(self) -> None:
         """After the last output: let workers run their class stages' close() and exit."""
+        self._unlink_counters()
         self._read_controls()
         # After a limit or timeout, upstream workers may wait on a stalled source: stop them.
         deadline = time.monotonic() + (0.0 if self.exhausted else _GRACE)
@@ -546,12 +556,7 @@ class Run:
         if self.stop.is_set():
             return
         self.stop.set()
-        # The shared counters' files first: their mappings outlive them, and a caller killed
-        # during the teardown, once the workers are gone, would leave them in /dev/shm.
-        for mapped in (self.ledger, self.where):
-            if mapped is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(mapped.path)
+        self._unlink_counters()
         for event in self.source_stop.values():
             event.set()
         if self.threads:  # a closed read end makes a blocked writer fail instead of hang
