@@ -5,7 +5,9 @@ and cloudpickle all find them. This module stays light (no numpy): the start-up 
 it in every measured process.
 """
 
+import math
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,50 @@ def burn_double(x: int) -> int:
     """A CPU-bound stage twice as expensive as :func:`burn`; returns ``x + 1``."""
     spin(2 * BURN_ITERS)
     return x + 1
+
+
+def spin_ms(ms: float) -> None:
+    """Burn about ``ms`` ms of CPU with the calibrated loop."""
+    spin(round(BURN_ITERS * ms / BURN_MS))
+
+
+@dataclass(frozen=True)
+class Burn:
+    """A CPU-bound stage of ``ms`` ms (any cost, unlike :func:`burn`); returns ``x + 1``."""
+
+    ms: float
+
+    def __call__(self, x: int) -> int:
+        spin_ms(self.ms)
+        return x + 1
+
+
+@dataclass(frozen=True)
+class BurnByIndex:
+    """A CPU-bound stage whose cost depends on the item: ``costs_ms[x - 1]`` ms (it runs second,
+    after a stage that added 1, so it gets item k as ``k + 1``); returns ``x + 1``."""
+
+    costs_ms: tuple[float, ...]
+
+    def __call__(self, x: int) -> int:
+        spin_ms(self.costs_ms[x - 1])
+        return x + 1
+
+
+def heavy_tail_costs(
+    n: int, mean_ms: float, sigma: float = 1.0, seed: int = 2026
+) -> tuple[float, ...]:
+    """``n`` lognormal costs (ms), item k's drawn from its own seed, scaled to a mean of ``mean_ms``
+    exactly: a few items cost ten times the mean and more (sigma 1: the largest of 400 near 40 ms)."""
+    mu = math.log(mean_ms) - sigma * sigma / 2
+    raw = [random.Random(seed * 1_000_003 + k).lognormvariate(mu, sigma) for k in range(n)]
+    scale = mean_ms * n / sum(raw)
+    return tuple(c * scale for c in raw)
+
+
+def periodic_costs(n: int, base_ms: float, spike_ms: float, period: int) -> tuple[float, ...]:
+    """``n`` costs (ms): ``base_ms`` each, but ``spike_ms`` for every ``period``-th item."""
+    return tuple(spike_ms if k % period == period - 1 else base_ms for k in range(n))
 
 
 def calibrate(target_ms: float = BURN_MS, rounds: int = 7) -> int:

@@ -2,8 +2,9 @@
 
 One forked process per stage worker; every link is a one-producer, one-consumer
 ``multiprocessing.Pipe`` (no locks), carrying pickled batches of items and a ``None`` sentinel at
-the end. A stage with several workers gets one link per worker and its neighbours deal batches
-round-robin, which keeps order without a reorder buffer. With ``shm_slot_bytes``, items are numpy
+the end. Each worker of a stage has a link to each worker of the next, and batch j goes through
+worker j mod k of every k-worker stage: round-robin at both ends of every link keeps order
+without a reorder buffer. With ``shm_slot_bytes``, items are numpy
 arrays copied into a ring of shared-memory slots and only (slot, shape, dtype) travels through
 the pipe: one copy in and one copy out per hop.
 """
@@ -123,23 +124,26 @@ class ShmLink:
 Link = PipeLink | ShmLink
 
 
-def _worker(fn: StageFn, ins: list[Link], outs: list[Link]) -> None:
-    j = 0
+def _worker(fn: StageFn, first: int, step: int, ins: list[Link], outs: list[Link]) -> None:
+    """Batches ``first``, ``first + step``, ... (this worker's share): batch j comes in from
+    upstream worker j mod len(ins) and goes out to downstream worker j mod len(outs)."""
+    j = first
     while True:
         # Workers read in place (no copy out of shared memory): the output is copied into the
         # next link, then the input slots are handed back.
         link_in = ins[j % len(ins)]
         batch = link_in.recv(copy=False)
-        if batch is None:
-            for i in range(1, len(ins)):  # the other upstream workers' sentinels
-                ins[(j + i) % len(ins)].recv()
+        if batch is None:  # batch j does not exist: its worker upstream would have sent it
+            for link in ins:  # the other upstream workers' sentinels
+                if link is not link_in:
+                    link.recv()
             for link in outs:
                 link.send(None)
             return
         outs[j % len(outs)].send([fn(x) for x in batch])
         del batch
         link_in.release()
-        j += 1
+        j += step
 
 
 def _feed(
@@ -170,45 +174,34 @@ def chain(
     batch_size: int = 1000,
     shm_slot_bytes: int | None = None,
 ) -> Iterator[Any]:
-    """Run ``items`` through ``stages`` (function, workers), yielding outputs in order.
-
-    A stage with several workers must sit between single-worker stages (or the ends).
-    """
+    """Run ``items`` through ``stages`` (function, workers), yielding outputs in order."""
     ctx = mp.get_context("fork")
 
     def new_link() -> Link:
         return PipeLink() if shm_slot_bytes is None else ShmLink(shm_slot_bytes)
 
-    # links[i]: the links into stage i (one per worker of stage i, or one per worker of stage
-    # i-1 when that one has several); links[len(stages)]: the links out to the parent.
+    # links[b][p][q]: from worker p of the stage before boundary b (the feeder at b = 0) to
+    # worker q of the stage after it (the parent at the last boundary).
     widths = [1, *(w for _, w in stages), 1]
-    for i in range(1, len(widths) - 1):
-        if widths[i] > 1 and (widths[i - 1] > 1 or widths[i + 1] > 1):
-            msg = "a multi-worker stage needs single-worker neighbours"
-            raise ValueError(msg)
     links = [
-        [new_link() for _ in range(max(widths[i], widths[i + 1]))] for i in range(len(stages) + 1)
+        [[new_link() for _ in range(widths[b + 1])] for _ in range(widths[b])]
+        for b in range(len(stages) + 1)
     ]
     procs: list[Any] = []
     for i, (fn, workers) in enumerate(stages):
-        if workers == 1:
-            procs.append(
-                ctx.Process(target=_worker, args=(fn, links[i], links[i + 1]), daemon=True)
-            )
-        else:
-            for k in range(workers):
-                procs.append(
-                    ctx.Process(
-                        target=_worker, args=(fn, [links[i][k]], [links[i + 1][k]]), daemon=True
-                    )
-                )
+        for k in range(workers):
+            ins = [links[i][p][k] for p in range(widths[i])]
+            args = (fn, k, workers, ins, links[i + 1][k])
+            procs.append(ctx.Process(target=_worker, args=args, daemon=True))
     for proc in procs:
         proc.start()
     errors: list[BaseException] = []
-    feeder = threading.Thread(target=_feed, args=(items, links[0], batch_size, errors), daemon=True)
+    feeder = threading.Thread(
+        target=_feed, args=(items, links[0][0], batch_size, errors), daemon=True
+    )
     feeder.start()
     try:
-        outs = links[-1]
+        outs = [row[0] for row in links[-1]]
         j = 0
         while True:
             batch = outs[j % len(outs)].recv()
@@ -226,6 +219,7 @@ def chain(
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
-        for row in links:
-            for link in row:
-                link.close()
+        for boundary in links:
+            for row in boundary:
+                for link in row:
+                    link.close()

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from . import fns, workloads
-from .systems import JOURNAL, NOTES, RAY, SPLIT, SYSTEMS, cores, runs_on
+from .systems import HINTS, JOURNAL, RAY, SPLIT, SYSTEMS, cores, describe, runs_on
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "handwritten"
 OURS = "olympipe_typed"
+# The reference of the image and skewed workloads: one Pool over the composed stages.
+POOL = "pool"
 
 # The Ray column's child: a local Ray started before bench_one's clock, as a running cluster
 # would be; olympipe_typed joins it. Start-up is measured with olympipe_typed's own snippet,
@@ -47,12 +49,15 @@ UNITS = {
     "arrays": "MB/s",
     "startup": "ms",
     "memory": "peak MB",
+    "images": "images/s",
+    "heavy_tail": "s",
+    "periodic_skew": "s",
 }
-HIGHER_IS_BETTER = {"identity", "arrays"}
+HIGHER_IS_BETTER = {"identity", "arrays", "images"}
 # Runs per cell by default. The CPU-bound cells and start-up move most with the load of a shared
 # machine (the single loop, which sets the ideal, varies by 10% from run to run): more runs
 # steady their medians. The others are costly (pypeln's identity run takes 100 s) and steadier.
-REPEATS = {"cpu": 7, "cpu_unbalanced": 7, "startup": 5}
+REPEATS = {"cpu": 7, "cpu_unbalanced": 7, "startup": 5, "heavy_tail": 7, "periodic_skew": 7}
 DEFAULT_REPEAT = 3
 
 
@@ -206,7 +211,7 @@ def fmt_value(workload: str, v: float) -> str:
         return "-"
     if workload == "identity":
         return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k"
-    if workload in ("cpu", "cpu_unbalanced"):
+    if workload in ("cpu", "cpu_unbalanced", *workloads.SYNTHETIC):
         return f"{v:.2f}"
     if workload == "startup":
         return f"{v:.0f}"
@@ -252,10 +257,22 @@ def ratio(a: float, b: float) -> str:
 
 # -- main --
 
+#: The packages whose versions each run records.
+DISTRIBUTIONS = (
+    "olympipe",
+    "pypeln",
+    "mpipe",
+    "mpire",
+    "spdl",
+    "numpy",
+    "pillow",
+    "olympipe_typed",
+)
+
 
 def machine() -> dict[str, Any]:
     versions: dict[str, str] = {}
-    for dist in ("olympipe", "pypeln", "mpipe", "numpy", "olympipe_typed"):
+    for dist in DISTRIBUTIONS:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -381,6 +398,24 @@ def main(argv: list[str] | None = None) -> int:
             "ideal_s": work / parallel,
             "split_s": med(name, SPLIT),
         }
+    # The skewed workloads: total CPU work (the loop's time, else the busy loops' nominal cost)
+    # over the cores, whatever the stage workers: the best any plan could do.
+    for name in workloads.SYNTHETIC:
+        if name not in cells:
+            continue
+        w = workloads.get(name, quick=args.quick)
+        nominal = workloads.nominal_cpu_seconds(w)
+        loop = med(name, "loop")
+        measured = not math.isnan(loop)
+        work = loop if measured else nominal
+        ideals[name] = {
+            "total_cpu_s": work,
+            "from": "the loop's time" if measured else "nominal, the loop was not measured",
+            "nominal_cpu_s": nominal,
+            "parallelism": info["cores"],
+            "ideal_s": work / info["cores"],
+            "split_s": med(name, SPLIT),
+        }
 
     notes: list[str] = []
     header = ["workload (unit)", *systems]
@@ -430,9 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table("RATIOS (vs the hand-written chain, and vs the ideal for cpu)", header, ratio_rows))
     for name, ideal_info in ideals.items():
         w = workloads.get(name, quick=args.quick)
+        over = (
+            f"cores = {ideal_info['total_cpu_s']:.2f} s / {info['cores']}"
+            if name in workloads.SYNTHETIC
+            else f"min(cores, stage workers) = {ideal_info['total_cpu_s']:.2f} s / "
+            f"min({info['cores']}, {w.total_workers})"
+        )
         print(
-            f"  ideal {name} = total CPU work / min(cores, stage workers) = "
-            f"{ideal_info['total_cpu_s']:.2f} s / min({info['cores']}, {w.total_workers}) = "
+            f"  ideal {name} = total CPU work / {over} = "
             f"{ideal_info['ideal_s']:.2f} s (total CPU work: {ideal_info['from']}; nominal "
             f"{w.n} x {workloads.nominal_cpu_seconds(w) / w.n * 1000:.0f} ms = {ideal_info['nominal_cpu_s']:.2f} s)"
         )
@@ -464,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("  how each system runs:")
     for s in systems:
-        print(f"    {s}: {NOTES[s]}")
+        print(f"    {s}: {describe(s)}")
 
     load_end = os.getloadavg()[0]
     load_start = float(info["loadavg"][0])
@@ -495,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             + "): absolute figures, and CPU-bound ones most, are not trustworthy; compare ratios"
         )
 
+    print_against_pool(names, systems, med, ideals)
+
     targets = check_targets(med, ideals)
     print()
     print(f"TARGETS for {OURS} (backend {backend}):")
@@ -522,6 +564,68 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     return 0
+
+
+def print_against_pool(
+    names: list[str], systems: list[str], med: Any, ideals: dict[str, dict[str, Any]]
+) -> None:
+    """The image and skewed workloads against one Pool over the composed stages: each system's
+    throughput as a ratio to the pool's, its share of the ideal, and what the hints gave."""
+    shown = [name for name in ("images", *workloads.SYNTHETIC) if name in names]
+    if not shown:
+        return
+
+    def throughput(name: str, system: str) -> float:
+        value = float(med(name, system))
+        return value if name in HIGHER_IS_BETTER else 1.0 / value
+
+    rows: list[list[str]] = []
+    for name in shown:
+        rows.append(
+            [
+                f"{name}: throughput / {POOL}'s",
+                *(
+                    ratio(throughput(name, s), throughput(name, POOL))
+                    if runs_on(s, name)
+                    else "n/a"
+                    for s in systems
+                ),
+            ]
+        )
+        if name in ideals:
+            ideal = float(ideals[name]["ideal_s"])
+            rows.append(
+                [
+                    f"{name}: % of the ideal",
+                    *(percent(ideal, med(name, s)) if runs_on(s, name) else "n/a" for s in systems),
+                ]
+            )
+    print()
+    print(
+        table(
+            f"AGAINST {POOL.upper()} (throughput ratio to multiprocessing.Pool over the composed "
+            "stages, and the ideal's share: higher is better)",
+            ["workload", *systems],
+            rows,
+        )
+    )
+    hinted = [name for name in names if name in workloads.HINTED]
+    if hinted:
+        print(
+            f"  {OURS}{HINTS} / {OURS}, throughput (the stages' hints against none: the planner's "
+            "choice): "
+            + "; ".join(
+                f"{name} {ratio(throughput(name, OURS + HINTS), throughput(name, OURS))}"
+                for name in hinted
+            )
+        )
+
+
+def percent(ideal: float, value: float) -> str:
+    """``ideal / value`` as a percentage ("-" when either is missing)."""
+    if math.isnan(ideal) or math.isnan(value) or value == 0:
+        return "-"
+    return f"{100 * ideal / value:.0f}%"
 
 
 def _host_runs(cells: dict[str, Cell]) -> list[dict[str, Any]]:

@@ -33,6 +33,28 @@ def h(x: int) -> int:
 with mp.get_context("fork").Pool(2) as pool:
     print(pool.map(h, [1]))
 """,
+    "mpire": _F
+    + """
+from mpire import WorkerPool
+def h(x: int) -> int:
+    return f(f(f(x)))
+with WorkerPool(n_jobs=2, start_method="fork") as pool:
+    print(pool.map(h, [1]))
+""",
+    "spdl": _F
+    + """
+from concurrent.futures import ProcessPoolExecutor
+from spdl.pipeline import PipelineBuilder
+pools = [ProcessPoolExecutor(1) for _ in range(3)]
+b = PipelineBuilder().add_source([1])
+for pool in pools:
+    b = b.pipe(f, executor=pool, output_order="input")
+p = b.add_sink(3).build(num_threads=1)
+with p.auto_stop():
+    print(list(p))
+for pool in pools:
+    pool.shutdown()
+""",
     "olympipe": _F
     + """
 from olympipe import Pipeline

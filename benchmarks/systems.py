@@ -10,38 +10,66 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import fns
-from .workloads import ARRAY_BYTES, Workload
+from .workloads import ARRAY_BYTES, HINTED, SYNTHETIC, WORKLOADS, Workload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+
+#: The systems that take a number of workers per stage. Each runs every workload without its
+#: hints (``X``: no workers argument where the system has a default, 1 where it needs a number)
+#: and, on the workloads that have hints (``workloads.HINTED``), with them (``X+hints``).
+HINTABLE = ("handwritten", "olympipe", "pypeln", "mpipe", "spdl", "olympipe_typed")
+HINTS = "+hints"
 
 SYSTEMS = (
     "loop",
     "loop_split",
     "handwritten",
+    "handwritten+hints",
     "pool",
+    "mpire",
     "olympipe",
+    "olympipe+hints",
     "pypeln",
+    "pypeln+hints",
     "mpipe",
+    "mpipe+hints",
+    "spdl",
+    "spdl+hints",
     "olympipe_typed",
+    "olympipe_typed+hints",
     "olympipe_typed_journal",
     "olympipe_typed_ray",
 )
 # The loop over each core's share of the items, all cores at once: what this machine's cores can
 # do with no communication at all, the measured ideal of the CPU-bound workloads.
 SPLIT = "loop_split"
-#: Workloads a system runs on (every workload when not listed).
+# spdl hands each item to a stage's process pool on its own (a round trip per item and stage):
+# the identity and memory workloads, 200,000 and 1,000,000 ints, would outlast the timeout.
+_NOT_SPDL = frozenset(WORKLOADS) - {"identity", "memory"}
+#: Workloads a system runs on (every workload when not listed; ``X+hints`` also needs hints).
 ONLY: dict[str, frozenset[str]] = {
-    SPLIT: frozenset({"cpu", "cpu_unbalanced"}),
+    SPLIT: frozenset({"cpu", "cpu_unbalanced", *SYNTHETIC}),
     "olympipe_typed_journal": frozenset({"identity", "cpu"}),
+    "spdl": _NOT_SPDL,
+    "spdl+hints": _NOT_SPDL,
 }
 # The journal's cost: olympipe_typed with journal=, as a ratio to the same run without it.
 JOURNAL = "olympipe_typed_journal"
 
 
 def runs_on(system: str, workload: str) -> bool:
-    """Whether ``system`` is measured on ``workload`` (see ``ONLY``)."""
+    """Whether ``system`` is measured on ``workload`` (see ``ONLY`` and ``HINTED``)."""
+    if system.endswith(HINTS) and workload not in HINTED:
+        return False
     return system not in ONLY or workload in ONLY[system]
+
+
+def base_system(system: str) -> tuple[str, bool]:
+    """``("X", True)`` for ``"X+hints"``, ``("X", False)`` for ``"X"``."""
+    if system.endswith(HINTS):
+        return system.removesuffix(HINTS), True
+    return system, False
 
 
 # The Ray column: olympipe_typed with backend="ray" on a local Ray (see run.py's ``child_command``).
@@ -68,7 +96,7 @@ def ot_backend() -> OtBackend:
 
 def _queue_depth(w: Workload) -> int:
     """Items in flight per queue for systems that move items one at a time."""
-    return {"arrays": 4, "ints": 16 if w.batch == 1 else 1000}[w.kind]
+    return {"arrays": 4, "images": 4, "ints": 16 if w.batch == 1 else 1000}[w.kind]
 
 
 # -- the systems --
@@ -110,7 +138,7 @@ def run_handwritten(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     from .handwritten import chain
 
     slot = ARRAY_BYTES if w.kind == "arrays" else None
-    stages = [(s.fn, s.workers) for s in w.stages]
+    stages = [(s.fn, s.workers or 1) for s in w.stages]
     return chain(stages, items, batch_size=w.batch, shm_slot_bytes=slot)
 
 
@@ -127,11 +155,49 @@ def run_pool(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
         yield from pool.imap(fns.Composed(tuple(s.fn for s in w.stages)), items, chunksize)
 
 
+def run_mpire(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """mpire 2.10.2: ``WorkerPool(n_jobs=cores).imap`` over the composed stages, in order.
+
+    The items come from a generator, so mpire is told their number (``iterable_len``) and picks
+    the chunk size itself, as its users let it: n / (64 x cores) items a chunk.
+    """
+    mpire: Any = peer("mpire")
+    with mpire.WorkerPool(n_jobs=cores(), start_method="fork") as pool:
+        yield from pool.imap(fns.Composed(tuple(s.fn for s in w.stages)), items, iterable_len=w.n)
+
+
+def run_spdl(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
+    """spdl 0.8.0: ``PipelineBuilder().add_source(items).pipe(f, executor=pool, concurrency=k,
+    output_order="input")...``, each stage in a ``ProcessPoolExecutor`` of its own with k workers,
+    as spdl's FAQ runs a function that holds the GIL."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    spdl_pipeline: Any = peer("spdl.pipeline")
+    context = mp.get_context("fork")
+    pools = [ProcessPoolExecutor(s.workers or 1, mp_context=context) for s in w.stages]
+    try:
+        # Each pool forks its workers at its first task: here, before spdl's event-loop
+        # thread starts, rather than from inside it.
+        for pool in pools:
+            pool.submit(int).result()
+        builder: Any = spdl_pipeline.PipelineBuilder().add_source(items)
+        for s, pool in zip(w.stages, pools, strict=True):
+            builder = builder.pipe(
+                s.fn, executor=pool, concurrency=s.workers or 1, output_order="input"
+            )
+        pipeline: Any = builder.add_sink(_queue_depth(w)).build(num_threads=1)
+        with pipeline.auto_stop():
+            yield from pipeline
+    finally:
+        for pool in pools:
+            pool.shutdown(cancel_futures=True)
+
+
 def run_olympipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """olympipe 2.2.0: ``Pipeline(data).task(f, count=k)...wait_for_result()``."""
     p: Any = peer("olympipe").Pipeline(items)
     for s in w.stages:
-        p = p.task(s.fn, count=s.workers)
+        p = p.task(s.fn, count=s.workers or 1)
     out: list[Any] = p.wait_for_result()
     return out
 
@@ -140,7 +206,7 @@ def count_olympipe(w: Workload, items: Iterator[Any]) -> tuple[int, int]:
     """olympipe has no stream: its way to consume without collecting is a reduce stage."""
     p: Any = peer("olympipe").Pipeline(items)
     for s in w.stages:
-        p = p.task(s.fn, count=s.workers)
+        p = p.task(s.fn, count=s.workers or 1)
     res: tuple[int, int] = p.wait_and_reduce((0, -1), fns.count_in_order)
     return res
 
@@ -150,7 +216,7 @@ def run_pypeln(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     process: Any = peer("pypeln").process
     stage: Any = items
     for s in w.stages:
-        stage = process.map(s.fn, stage, workers=s.workers, maxsize=_queue_depth(w))
+        stage = process.map(s.fn, stage, workers=s.workers or 1, maxsize=_queue_depth(w))
     out: Iterable[Any] = stage
     return out
 
@@ -159,11 +225,11 @@ def run_mpipe(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     """mpipe 1.0.8: a chain of ``OrderedStage``; the caller keeps a bounded window in flight
     (its pipes block, so putting everything before getting would deadlock)."""
     mpipe = peer("mpipe")
-    stages: list[Any] = [mpipe.OrderedStage(s.fn, s.workers) for s in w.stages]
+    stages: list[Any] = [mpipe.OrderedStage(s.fn, s.workers or 1) for s in w.stages]
     for a, b in itertools.pairwise(stages):
         a.link(b)
     pipe: Any = mpipe.Pipeline(stages[0])
-    window = len(w.stages) if w.kind == "arrays" else _queue_depth(w)
+    window = len(w.stages) if w.kind != "ints" else _queue_depth(w)
     in_flight = 0
     for x in items:
         pipe.put(x)
@@ -205,7 +271,7 @@ def _olympipe_typed(
     p: Pipeline[Any] = source(items)
     for s in w.stages:
         st = stage(s.fn)
-        if s.workers > 1:
+        if s.workers is not None:  # no hint: no options() call, the planner decides
             st = st.options(workers=s.workers)
         p = p >> st
     if w.stream:
@@ -218,6 +284,8 @@ RUNNERS: dict[str, Callable[[Workload, Iterator[Any]], Iterable[Any]]] = {
     SPLIT: run_split,
     "handwritten": run_handwritten,
     "pool": run_pool,
+    "mpire": run_mpire,
+    "spdl": run_spdl,
     "olympipe": run_olympipe,
     "pypeln": run_pypeln,
     "mpipe": run_mpipe,
@@ -232,6 +300,8 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     SPLIT: (),
     "handwritten": ("benchmarks.handwritten",),
     "pool": ("multiprocessing.pool",),
+    "mpire": ("mpire",),
+    "spdl": ("spdl.pipeline", "concurrent.futures.process"),
     "olympipe": ("olympipe",),
     "pypeln": ("pypeln",),
     "mpipe": ("mpipe",),
@@ -243,6 +313,15 @@ IMPORTS: dict[str, tuple[str, ...]] = {
     RAY: ("olympipe_typed", "ray"),
 }
 
+
+def describe(system: str) -> str:
+    """How ``system`` is used here (``NOTES``), for ``X+hints`` too."""
+    base, hinted = base_system(system)
+    if not hinted:
+        return NOTES[system]
+    return f"{base} given the stages' hints (workers per stage), on the workloads that have them"
+
+
 #: How each system is used here, printed under the tables.
 NOTES: dict[str, str] = {
     "loop": "a plain for-loop in one process (no parallelism)",
@@ -252,12 +331,17 @@ NOTES: dict[str, str] = {
     "batches of 1000 ints, shared-memory slots for arrays; round-robin keeps order",
     "pool": "multiprocessing.Pool.imap on all cores, chunksize 1000 for ints; the stages are "
     "composed into one hop (Pool cannot chain stages), no backpressure",
+    "mpire": "mpire==2.10.2, WorkerPool(n_jobs=cores, fork).imap over the composed stages "
+    "(one hop, like pool), iterable_len=n so that mpire picks the chunk size (n / (64 x cores))",
+    "spdl": "spdl==0.8.0, PipelineBuilder().add_source(data).pipe(f, executor=ProcessPoolExecutor(k), "
+    "concurrency=k, output_order='input')... one process pool per stage, as its FAQ runs "
+    "GIL-holding functions; not on identity and memory (one pool round trip per item and stage)",
     "olympipe": "olympipe==2.2.0, Pipeline(data).task(f, count=k)...wait_for_result(); "
     "memory workload: wait_and_reduce (a reduce stage; it has no streaming API)",
     "pypeln": "pypeln==0.4.9, pl.process.map(f, stage, workers=k, maxsize=16/1000/4)",
     "mpipe": "mpipe==1.0.8, OrderedStage chain, put/get with a bounded window in flight",
     "olympipe_typed": "this library: source(data) >> stage(f) ..., .run() "
-    "(.stream() for arrays and memory), .options(workers=2) for the unbalanced stage",
+    "(.stream() for arrays and memory), no .options(workers=...): its planner decides",
     JOURNAL: "this library with journal= (a new SQLite journal per run; identity and cpu "
     "workloads only): the cost of a resumable run",
     RAY: "this library with backend='ray': each stage worker a Ray actor, on a local Ray "

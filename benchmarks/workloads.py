@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from . import fns
@@ -13,16 +13,34 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-Kind = Literal["ints", "arrays"]
+Kind = Literal["ints", "arrays", "images"]
 
 ARRAY_BYTES = 4_000_000  # "4 MB" (MB = 10**6 bytes throughout)
-WORKLOADS = ("identity", "cpu", "cpu_unbalanced", "arrays", "startup", "memory")
+WORKLOADS = (
+    "identity",
+    "cpu",
+    "cpu_unbalanced",
+    "arrays",
+    "startup",
+    "memory",
+    "images",
+    "heavy_tail",
+    "periodic_skew",
+)
+#: The workloads whose stages carry hints (``StageSpec.workers``): the systems that take
+#: per-stage hints run them twice, without (``X``) and with them (``X+hints``).
+HINTED = frozenset({"cpu_unbalanced", "images", "heavy_tail", "periodic_skew"})
+#: CPU-bound workloads of busy loops: their ideal is the total CPU work over the cores.
+SYNTHETIC = ("heavy_tail", "periodic_skew")
+LIGHT_MS = 0.3  # the light stages around the skewed one
 
 
 @dataclass(frozen=True)
 class StageSpec:
     fn: Callable[[Any], Any]
-    workers: int = 1
+    # Workers the user would ask for: a hint. None: no hint (a system that needs a number
+    # gets 1; olympipe_typed is given none and leaves the choice to its planner).
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +55,11 @@ class Workload:
 
     @property
     def total_workers(self) -> int:
-        return sum(s.workers for s in self.stages)
+        return sum(s.workers or 1 for s in self.stages)
+
+    def without_hints(self) -> Workload:
+        """The same workload with no stage asking for workers."""
+        return replace(self, stages=tuple(replace(s, workers=None) for s in self.stages))
 
 
 def get(name: str, *, quick: bool) -> Workload:
@@ -59,18 +81,41 @@ def get(name: str, *, quick: bool) -> Workload:
     if name == "memory":
         add = StageSpec(fns.add_one)
         return Workload(name, (add, add), 5_000 if quick else 1_000_000, "ints", 1000, 2, True)
+    if name == "images":
+        from . import fns_image as im
+
+        stages = (
+            StageSpec(im.decode_image),
+            StageSpec(im.resize_image),
+            StageSpec(im.augment_image, workers=2),
+            StageSpec(im.encode_image, workers=2),
+        )
+        return Workload(name, stages, 16 if quick else 160, "images", 1, 0, False)
+    if name in SYNTHETIC:
+        n = (40 if quick else 400) if name == "heavy_tail" else (30 if quick else 300)
+        costs = (
+            fns.heavy_tail_costs(n, mean_ms=3.0)
+            if name == "heavy_tail"
+            else fns.periodic_costs(n, base_ms=1.0, spike_ms=20.0, period=10)
+        )
+        light = StageSpec(fns.Burn(LIGHT_MS))
+        middle = StageSpec(fns.BurnByIndex(costs), workers=2)
+        return Workload(name, (light, middle, light), n, "ints", 1, 3, False)
     msg = f"unknown workload {name!r} (one of {', '.join(WORKLOADS)})"
     raise ValueError(msg)
 
 
 def nominal_cpu_seconds(w: Workload) -> float:
-    """n x (sum of the stages' CPU cost), from the calibrated busy loop."""
-    per_item_ms = sum(
-        fns.BURN_MS * (2 if s.fn is fns.burn_double else 1)
-        for s in w.stages
-        if s.fn in (fns.burn, fns.burn_double)
-    )
-    return w.n * per_item_ms / 1000.0
+    """The stages' CPU cost over all items, from the calibrated busy loop."""
+    total_ms = 0.0
+    for s in w.stages:
+        if s.fn is fns.burn or s.fn is fns.burn_double:
+            total_ms += w.n * fns.BURN_MS * (2 if s.fn is fns.burn_double else 1)
+        elif isinstance(s.fn, fns.Burn):
+            total_ms += w.n * s.fn.ms
+        elif isinstance(s.fn, fns.BurnByIndex):
+            total_ms += sum(s.fn.costs_ms[: w.n])
+    return total_ms / 1000.0
 
 
 # -- sources: lazy generators, the same for every system --
@@ -109,6 +154,11 @@ def _arrays(base: npt.NDArray[np.uint8], n: int) -> Iterator[Any]:
 
 
 def source(w: Workload) -> Iterator[Any]:
+    """The workload's items; the images are all made (or loaded) here, before the clock."""
+    if w.kind == "images":
+        from .fns_image import source_images
+
+        return iter(source_images(w.n))
     return array_source(w.n) if w.kind == "arrays" else int_source(w.n)
 
 
@@ -139,6 +189,8 @@ class Checker:
         """The source index an output came from, or None if its content is wrong."""
         if self.w.kind == "ints":
             return item - self.w.offset if type(item) is int else None
+        if self.w.kind == "images":
+            return _image_index(item)
         import numpy as np
 
         if not isinstance(item, np.ndarray):
@@ -177,6 +229,22 @@ class Checker:
         if self.index_sum == n * (n - 1) // 2 and self.descents:
             return f"reordered: {self.descents} descents in {n}"
         return f"{self.mismatches} outputs out of place"
+
+
+def _image_index(item: Any) -> int | None:
+    """Output image k is ``img_<k>.webp``, non-empty WebP bytes; None if it is not."""
+    from examples.images import Encoded
+
+    from .fns_image import is_webp, name_of
+
+    if not isinstance(item, Encoded) or not is_webp(item.data):
+        return None
+    stem, dot, extension = item.name.rpartition(".")
+    head, _, digits = stem.rpartition("_")
+    if not (dot and extension == "webp" and digits.isdigit()):
+        return None
+    k = int(digits)
+    return k if f"{head}_{digits}" == name_of(k) else None
 
 
 def check_list(w: Workload, outputs: Sequence[Any]) -> str | None:
