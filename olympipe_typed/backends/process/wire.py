@@ -42,7 +42,7 @@ CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False s
 _WINDOW_MESSAGES: Final = 64
 
 
-_WINDOW_ITEMS: Final = 65536
+_WINDOW_ITEMS: Final = 16384
 
 
 _WINDOW_BYTES: Final = 64 * 2**20
