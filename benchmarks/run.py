@@ -380,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     # split over the cores, run at once, measured (a cross-check: what this machine's cores do
     # together; busy at once, two vCPUs of a shared VM may each run slower than one alone, or,
     # in a quiet moment, faster than the single loop's run suggests).
+    # The skewed workloads' ideal is the total CPU work over the cores, whatever the stage
+    # workers: the best any plan could do.
     ideals: dict[str, dict[str, Any]] = {}
-    for name in ("cpu", "cpu_unbalanced"):
+    for name in ("cpu", "cpu_unbalanced", *workloads.SYNTHETIC):
         if name not in cells:
             continue
         w = workloads.get(name, quick=args.quick)
@@ -389,31 +391,14 @@ def main(argv: list[str] | None = None) -> int:
         loop = med(name, "loop")
         measured = not math.isnan(loop)
         work = loop if measured else nominal
-        parallel = min(info["cores"], w.total_workers)
+        cores = info["cores"]
+        parallel = cores if name in workloads.SYNTHETIC else min(cores, w.total_workers)
         ideals[name] = {
             "total_cpu_s": work,
             "from": "the loop's time" if measured else "nominal, the loop was not measured",
             "nominal_cpu_s": nominal,
             "parallelism": parallel,
             "ideal_s": work / parallel,
-            "split_s": med(name, SPLIT),
-        }
-    # The skewed workloads: total CPU work (the loop's time, else the busy loops' nominal cost)
-    # over the cores, whatever the stage workers: the best any plan could do.
-    for name in workloads.SYNTHETIC:
-        if name not in cells:
-            continue
-        w = workloads.get(name, quick=args.quick)
-        nominal = workloads.nominal_cpu_seconds(w)
-        loop = med(name, "loop")
-        measured = not math.isnan(loop)
-        work = loop if measured else nominal
-        ideals[name] = {
-            "total_cpu_s": work,
-            "from": "the loop's time" if measured else "nominal, the loop was not measured",
-            "nominal_cpu_s": nominal,
-            "parallelism": info["cores"],
-            "ideal_s": work / info["cores"],
             "split_s": med(name, SPLIT),
         }
 
