@@ -116,6 +116,7 @@ class Run:
         self.worker_of: dict[int, tuple[int, int]] = {}  # id(process) -> (node, worker)
         self.next_plan = 0.0  # when the planner looks at the groups' costs again
         self.skipped: dict[str, int] = {}  # items on_error="skip" dropped, by stage
+        self.attached = 0  # workers that have said they started (the counters mapped)
         self.decoder = Decoder()
         self.source_stop = {n.id: threading.Event() for n in graph.sources}
         self.exhausted: set[str] = set()
@@ -194,6 +195,7 @@ class Run:
             self.ledger.make(plan.active)
         if self.where is not None:
             self.where.make()
+            self.where.cells()  # mapped here too: a death is read after the file is gone
         if not self.threads:
             for conn in plan.child_side:
                 if not is_feeder_end(conn, plan):
@@ -443,6 +445,9 @@ class Run:
             return True
         if kind == "started":
             self.started.add(name)
+            self.attached += 1
+            if self.attached == len(self.procs):  # every worker has the counters mapped
+                self._unlink_counters()
             return True
         if kind == "exhausted":
             self.exhausted.add(report[1])

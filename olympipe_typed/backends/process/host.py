@@ -98,6 +98,11 @@ def worker_main(
     writer = Writer(writes, ranks, prefix, ledger, (node_id, worker), stop)
     decoder = Decoder()
     try:
+        # The shared counters, mapped before saying so: the caller then removes their files,
+        # which no process needs any more, and a caller killed later leaves none behind.
+        for mapped in (ledger, where):
+            if mapped is not None:
+                mapped.attach(stop)
         control.send(("started",))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(

@@ -133,6 +133,10 @@ class Credits:
             self._counts = _map(self.path, size)
         return self._counts
 
+    def attach(self, stop: threading.Event | None) -> None:
+        """Map the file now (a worker at its start), waiting for the caller to make it."""
+        _attach(self.counts, stop)
+
     def close(self) -> None:
         """Unmap the counters (the mapping holds a file descriptor of its own)."""
         _unmap(self._counts)
@@ -217,11 +221,30 @@ class Credits:
 
 
 def _make(path: str, size: int) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    """The file at ``path``, ``size`` bytes of zeros, appearing whole (workers wait for it)."""
+    partial = f"{path}.part"
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.ftruncate(fd, size)
     finally:
         os.close(fd)
+    os.rename(partial, path)
+
+
+def _attach(mapper: Callable[[], memoryview], stop: threading.Event | None) -> None:
+    """Call ``mapper`` until the file it maps exists (the caller makes it once every worker
+    is started; should the caller die first, the worker's watch ends the worker)."""
+    delay = 1e-4
+    while True:
+        try:
+            mapper()
+        except FileNotFoundError:
+            if stop is not None and stop.is_set():
+                raise Stopped from None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.01)
+        else:
+            return
 
 
 def _map(path: str, size: int) -> memoryview:
@@ -380,6 +403,10 @@ class Where:
         if self._cells is None:
             self._cells = _map(self.path, 8 * max(1, self.slots))
         return self._cells
+
+    def attach(self, stop: threading.Event | None) -> None:
+        """Map the file now (a worker at its start), waiting for the caller to make it."""
+        _attach(self.cells, stop)
 
     def close(self) -> None:
         _unmap(self._cells)
