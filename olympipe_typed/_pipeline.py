@@ -386,8 +386,8 @@ class Pipeline(Generic[T_co]):
         return _wrap(gather([self._node, *(o._node for o in others)]))
 
     def debug(self) -> Pipeline[T_co]:
-        """Print each item as it passes (with the stage's name), unchanged."""
-        return self._then(Op("map", _Debug(), label="debug"))
+        """Print each item as it passes (with the stage's name), unchanged, in order: one worker."""
+        return self._then(Op("map", _Debug(), Options(workers=1), label="debug"))
 
     @overload
     def cached_task(
