@@ -19,6 +19,8 @@ for every composition, without a plugin. Two places need care:
 
 from __future__ import annotations
 
+import sys
+import typing
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -33,7 +35,19 @@ from typing import (
     overload,
 )
 
-from typing_extensions import TypeVar, deprecated  # PEP 696 defaults (Call_co) on 3.11
+if TYPE_CHECKING or sys.version_info >= (3, 13):
+    # PEP 696 defaults (Call_co) and @deprecated: in typing and warnings from 3.13 on.
+    from typing_extensions import TypeVar, deprecated
+else:
+    # At run time on 3.11 and 3.12 both are kept out of ``import olympipe_typed``: typing_extensions
+    # imports inspect (about 11 ms of a 50 ms start-up). ``deprecated`` only marks overloads, which
+    # never run, and Stage fills in Call's default itself (Stage.__class_getitem__).
+    def TypeVar(name: str, *constraints: Any, default: Any = None, **options: Any) -> Any:
+        return typing.TypeVar(name, *constraints, **options)
+
+    def deprecated(message: str, /) -> Callable[[T], T]:
+        return lambda fn: fn
+
 
 from ._hints import UNKNOWN, callable_hints, element_hint, narrowed_hint
 from ._ops import (
@@ -126,6 +140,15 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
     """
 
     __slots__ = ("_instance", "_template")
+
+    if not TYPE_CHECKING and sys.version_info < (3, 13):
+
+        def __class_getitem__(cls, params: object) -> object:
+            # Call's default (Out) at run time, where typing.TypeVar has no ``default=``:
+            # Stage[int, str] is Stage[int, str, str], as it is on 3.13.
+            if isinstance(params, tuple) and len(params) == 2:
+                params = (*params, params[1])
+            return super().__class_getitem__(params)
 
     def __init__(self, template: Template, /) -> None:
         self._template = template

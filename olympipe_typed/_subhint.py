@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import collections
 import collections.abc as abc
+import sys
 import types
 import typing
 from typing import Final
-
-import typing_extensions
 
 __all__ = ["subhint"]
 
@@ -132,8 +131,8 @@ def _fits(produced: object, expected: object) -> bool:
         return _fits_type(p, e)
     if e_origin is _CALLABLE:
         return _fits_callable(p, e)
-    if typing_extensions.is_typeddict(e):
-        return typing_extensions.is_typeddict(p) and _fits_typeddict(p, e)
+    if _is_typeddict(e):
+        return _is_typeddict(p) and _fits_typeddict(p, e)
     if _is_protocol(e):
         return _fits_protocol(p, e)
     if e_origin is tuple or e is tuple:
@@ -187,12 +186,22 @@ def _is_protocol(hint: object) -> bool:
     return isinstance(hint, type) and bool(getattr(hint, "_is_protocol", False))
 
 
+def _is_typeddict(hint: object) -> bool:
+    """typing's TypedDicts, and typing_extensions' (which can only exist once it is imported)."""
+    if typing.is_typeddict(hint):
+        return True
+    extensions = sys.modules.get("typing_extensions")
+    return extensions is not None and bool(extensions.is_typeddict(hint))
+
+
 def _fits_protocol(p: object, e: object) -> bool:
     """A class fits a protocol that has its methods (data members may be set in __init__)."""
     cls = typing.get_origin(p) or p
     if not isinstance(cls, type):
         return True
     proto = typing.cast("type", e)
+    import typing_extensions  # imports inspect: here only, for protocol hints
+
     members = typing_extensions.get_protocol_members(proto)
     methods = {m for m in members if callable(getattr(proto, m, None))}
     return all(hasattr(cls, m) for m in methods)
@@ -249,7 +258,7 @@ def _fits_class(p: object, e: object) -> bool:
     p_cls, e_cls = typing.get_origin(p) or p, typing.get_origin(e) or e
     if not (isinstance(p_cls, type) and isinstance(e_cls, type)):
         return True
-    if typing_extensions.is_typeddict(p_cls):
+    if _is_typeddict(p_cls):
         p_cls = dict  # a TypedDict is a Mapping[str, object] (and no dict) for mypy
         if e_cls is dict or e_cls in _INVARIANT:
             return False
