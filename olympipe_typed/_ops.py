@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, Never, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Never, TypeAlias, cast
 
 from ._errors import StageError
 from ._failures import Failure, failure_of
 from ._hints import UNKNOWN, item_checker, short_repr
+
+if TYPE_CHECKING:
+    from ._aio import Runner
 
 Emit: TypeAlias = Callable[[object], None]
 # The item type is not known where options are declared: any (item, exc) -> replacement.
@@ -41,6 +44,39 @@ Kind: TypeAlias = Literal[
 # Kinds that keep state across items, so one worker must see every item in order.
 STATEFUL: Final = frozenset({"batch", "temporal_batch", "reduce", "limit", "timeout"})
 
+AsyncKind: TypeAlias = Literal["coroutine", "asyncgen"] | None
+
+_CO_COROUTINE: Final = 0x80
+_CO_ASYNC_GENERATOR: Final = 0x200
+
+#: Items in flight per worker of an async stage when ``concurrency`` is not given.
+ASYNC_CONCURRENCY: Final = 16
+
+
+def async_kind(fn: object) -> AsyncKind:
+    """``"coroutine"`` for an ``async def``, ``"asyncgen"`` for an async generator function
+    (through partials, bound methods and callable objects), else None.
+
+    Reads the code's flags, as ``inspect`` does, without importing it (start-up time).
+    """
+    for _ in range(8):  # partial(partial(method)): unwrap a few layers, never loop
+        inner = getattr(fn, "func", None)  # functools.partial
+        if inner is None or not callable(inner):
+            inner = getattr(fn, "__func__", None)  # a bound method
+        if inner is None:
+            break
+        fn = inner
+    code = getattr(fn, "__code__", None)
+    if code is None and not isinstance(fn, type):  # a callable object: its __call__
+        call = type(fn).__call__
+        code = getattr(getattr(call, "__func__", call), "__code__", None)
+    flags: int = getattr(code, "co_flags", 0)
+    if flags & _CO_COROUTINE:
+        return "coroutine"
+    if flags & _CO_ASYNC_GENERATOR:
+        return "asyncgen"
+    return None
+
 
 class Options:
     """The options every stage kind takes; checked when the stage is declared.
@@ -50,12 +86,14 @@ class Options:
     """
 
     __slots__ = (
+        "concurrency",
         "item_timeout",
         "max_items_per_worker",
         "name",
         "on_error",
         "ordered",
         "queue_size",
+        "rate",
         "resources",
         "retries",
         "workers",
@@ -72,6 +110,8 @@ class Options:
         resources: Mapping[str, float] | None = None,
         item_timeout: float | None = None,
         max_items_per_worker: int | None = None,
+        concurrency: int | None = None,
+        rate: float | None = None,
     ) -> None:
         self.name = name
         # None: the planner chooses (process backend), 1 elsewhere.
@@ -87,6 +127,10 @@ class Options:
         # worker takes before it is replaced: both run the function in a child of the worker.
         self.item_timeout = item_timeout
         self.max_items_per_worker = max_items_per_worker
+        # Items in flight at once in each worker (coroutines of an async function, threads of
+        # a plain one; None: 16 and 1), and items a second that start, over all the workers.
+        self.concurrency = concurrency
+        self.rate = rate
         # Checked at decoration time, for callers that mypy does not see.
         if self.workers is not None:
             check_int("workers", self.workers, 1)
@@ -98,6 +142,10 @@ class Options:
             check_seconds("item_timeout", self.item_timeout)
         if self.max_items_per_worker is not None:
             check_int("max_items_per_worker", self.max_items_per_worker, 1)
+        if self.concurrency is not None:
+            check_int("concurrency", self.concurrency, 1)
+        if self.rate is not None:
+            check_seconds("rate", self.rate, what="items a second")
         _check_policy(self.on_error)
         _check_name(self.name)
 
@@ -128,10 +176,10 @@ def check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(msg)
 
 
-def check_seconds(name: str, value: object) -> None:
-    """Raise ValueError unless ``value`` is a positive number of seconds."""
+def check_seconds(name: str, value: object, *, what: str = "seconds") -> None:
+    """Raise ValueError unless ``value`` is a positive number (of seconds)."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        msg = f"{name} must be > 0 seconds (got {value!r})"
+        msg = f"{name} must be > 0 {what} (got {value!r})"
         raise ValueError(msg)
 
 
@@ -282,16 +330,50 @@ class Op:
         check_types: bool = False,
         processes: bool = False,
         shipped: bytes | None = None,
+        workers: int = 1,
     ) -> Processor:
         """Build this node's processor; call it in the worker that will run it.
 
         ``processes``: a stage with ``item_timeout`` or ``max_items_per_worker`` runs its
         function in a child process of this worker (else in a helper thread); ``shipped``
-        is the op as the worker received it, pickled, if it was.
+        is the op as the worker received it, pickled, if it was. ``workers``: how many
+        workers run the node (each starts its share of ``rate``).
         """
         return Processor(
-            self, name or self.name, check_types=check_types, processes=processes, shipped=shipped
+            self,
+            name or self.name,
+            check_types=check_types,
+            processes=processes,
+            shipped=shipped,
+            workers=workers,
         )
+
+    @property
+    def async_kind(self) -> AsyncKind:
+        """Whether the stage's function (or class stage's method) is ``async``."""
+        fn = self.fn
+        if fn is None or self.kind not in ("map", "flat", "filter"):
+            return None
+        if isinstance(fn, ClassSpec):
+            method = getattr(fn.cls, fn.method, None) if isinstance(fn.method, str) else fn.method
+            return async_kind(method)
+        return async_kind(fn)
+
+    @property
+    def concurrency(self) -> int:
+        """Items in flight at once in each worker (1 but for I/O stages)."""
+        if self.fn is None or self.kind not in ("map", "flat", "filter"):
+            return 1
+        given = self.options.concurrency
+        if given is not None:
+            return given
+        return ASYNC_CONCURRENCY if self.async_kind is not None else 1
+
+    @property
+    def waits(self) -> bool:
+        """An I/O stage: async, or with ``concurrency=`` or ``rate=`` (never fused or sized)."""
+        opts = self.options
+        return opts.concurrency is not None or opts.rate is not None or self.async_kind is not None
 
     @property
     def isolated(self) -> bool:
@@ -315,6 +397,7 @@ class Processor:
         check_types: bool,
         processes: bool = False,
         shipped: bytes | None = None,
+        workers: int = 1,
     ) -> None:
         self.op = op
         self.name = name
@@ -335,6 +418,19 @@ class Processor:
             except Exception as exc:
                 msg = f"{type(exc).__name__}: {exc} (while constructing {spec.cls.__qualname__})"
                 raise StageError(name, "<none: building the stage>", msg) from exc
+        # An I/O stage: its items wait in a Runner (an event loop, or threads), and the
+        # sequential paths call fn through it (awaited, at the rate's pace).
+        self._runner: Runner | None = None
+        self._plain: Callable[..., Any] | None = None
+        assert not isinstance(fn, ClassSpec)  # built above
+        if fn is not None and op.waits:
+            from ._aio import Limiter, Runner
+
+            rate = op.options.rate
+            limiter = None if rate is None else Limiter(rate / max(1, workers))
+            self._runner = Runner(async_kind(fn), op.concurrency, limiter)
+            self._plain = fn
+            fn = self._runner.bind(fn)
         self._fn: Callable[..., Any] | None = fn
         self._check_in = item_checker(name, "input", op.in_hint) if check_types else None
         self._check_out = item_checker(name, "output", op.out_hint) if check_types else None
@@ -348,6 +444,8 @@ class Processor:
         self.process_many: Callable[[list[Any], list[Any]], None] = self._many
         if fn is not None and not check_types and op.kind in ("map", "filter", "flat"):
             self.process_many = getattr(self, f"_{op.kind}_many")
+        if self._runner is not None and (self._runner.is_async or self._runner.concurrency > 1):
+            self.process_many = self._concurrent_many
         if op.enveloped:
             self._envelop()
 
@@ -434,6 +532,61 @@ class Processor:
                 self._recover(item, exc, out.append)  # pyright: ignore[reportPossiblyUnboundVariable]
             else:
                 return
+
+    def _concurrent_many(self, items: list[Any], out: list[Any]) -> None:
+        """An I/O stage's message: ``concurrency`` items in flight, outputs in the items' order.
+        Failures are handled here, in order, once the message's items are all done."""
+        runner = self._runner
+        assert runner is not None
+        for item, result in zip(items, runner.map(self._one, self._one_async, items), strict=True):
+            if isinstance(result, _Failed):
+                _, value = self._failed(item, result.exc)
+                if value is not None:
+                    self._emit_checked(value[0], out.append)
+            else:
+                out.extend(result)
+
+    def _one(self, item: object) -> list[Any] | _Failed:
+        """One item of an I/O stage, in a thread: its outputs, after its retries."""
+        if self._check_in is not None:
+            self._check_in(item)
+        fn = self._plain
+        assert fn is not None
+        exc: Exception | None = None
+        for _ in range(self.op.options.retries + 1):
+            try:
+                return self._checked(item, fn(item))
+            except Exception as e:
+                exc = e
+        assert exc is not None
+        return _Failed(exc)
+
+    async def _one_async(self, item: object) -> list[Any] | _Failed:
+        """One item of an async stage, on the worker's loop: its outputs, after its retries."""
+        if self._check_in is not None:
+            self._check_in(item)
+        fn, runner = self._plain, self._runner
+        assert fn is not None
+        assert runner is not None
+        exc: Exception | None = None
+        for _ in range(self.op.options.retries + 1):
+            try:
+                return self._checked(item, await runner.attempt(fn, item))
+            except Exception as e:
+                exc = e
+        assert exc is not None
+        return _Failed(exc)
+
+    def _checked(self, item: object, result: object) -> list[Any]:
+        """One item's outputs from the function's result, type-checked when asked."""
+        kind = self.op.kind
+        if kind == "filter":
+            return [item] if result else []
+        outputs = list(cast("Iterable[object]", result)) if kind == "flat" else [result]
+        if self._check_out is not None:
+            for value in outputs:
+                self._check_out(value)
+        return outputs
 
     def _recover(self, item: object, exc: Exception, emit: Emit) -> None:
         """``item`` failed once in a fast loop: the remaining retries, then on_error."""
@@ -614,8 +767,22 @@ class Processor:
     def close(self) -> None:
         """Once per worker at the end: a class stage's close()."""
         closer, self._closer = self._closer, None
-        if closer is not None:
-            closer()
+        runner, self._runner = self._runner, None
+        try:
+            if closer is not None:
+                closer()
+        finally:
+            if runner is not None:
+                runner.close()
+
+
+class _Failed:
+    """An I/O stage's item that raised on every attempt (handled in order, by the worker)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
 
 
 def count_items(items: list[Any], enveloped: bool) -> int:

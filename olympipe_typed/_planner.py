@@ -69,6 +69,7 @@ def fusable(op: Op | None) -> bool:
         and opts.queue_size is None
         and opts.resources is None
         and not op.isolated
+        and not op.waits
     )
 
 
@@ -83,6 +84,7 @@ def sizable(op: Op | None) -> bool:
         and op.options.resources is None
         and op.options.ordered
         and not op.isolated
+        and not op.waits
     )
 
 
@@ -297,8 +299,9 @@ class FusedOp(Op):
         check_types: bool = False,
         processes: bool = False,
         shipped: bytes | None = None,
+        workers: int = 1,
     ) -> Processor:
-        del name, shipped
+        del name, shipped, workers  # no I/O stage is fused
         return FusedProcessor(self, check_types=check_types, processes=processes)
 
 

@@ -65,7 +65,15 @@ from ._template import Chain, Fan, Leaf, Template, chain, describe, fan, leaves,
 
 if TYPE_CHECKING:
     import functools
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Coroutine,
+        Iterable,
+        Iterator,
+        Mapping,
+    )
     from typing import TypeGuard
 
     from typing_extensions import TypeIs
@@ -119,6 +127,11 @@ class _FlatCall(Protocol[In_contra, Out_co]):
 # (a closure, a model object) is a function stage, never a class-stage factory.
 _MapClass = TypeVar("_MapClass", bound="type[_Call[Any, Any]]")
 _FlatClass = TypeVar("_FlatClass", bound="type[_FlatCall[Any, Any]]")
+# Class stages whose __call__ is async: a coroutine of an iterable, or an async generator.
+_AsyncFlatClass = TypeVar(
+    "_AsyncFlatClass",
+    bound="type[_Call[Any, Coroutine[Any, Any, Iterable[Any]]]] | type[_Call[Any, AsyncIterator[Any]]]",
+)
 
 
 @final
@@ -193,7 +206,18 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
             if self._instance is None:
                 fn = t.op.fn
                 self._instance = fn.build()[0] if isinstance(fn, ClassSpec) else fn
-            return cast("Call_co", self._instance(item))
+            result = self._instance(item)
+            waited = t.op.async_kind
+            if waited is not None:  # an async stage called directly: run to its end
+                from ._aio import collect, run_sync
+
+                awaited = cast("AsyncIterator[object] | Awaitable[object]", result)
+                result = run_sync(
+                    collect(cast("AsyncIterator[object]", awaited))
+                    if waited == "asyncgen"
+                    else cast("Awaitable[object]", awaited)
+                )
+            return cast("Call_co", result)
         outputs = iter_outputs_template(t, item)
         if len(outputs) != 1:
             msg = (
@@ -217,6 +241,8 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
         resources: Mapping[str, float] | None = None,
         item_timeout: float | None = None,
         max_items_per_worker: int | None = None,
+        concurrency: int | None = None,
+        rate: float | None = None,
     ) -> Stage[In_contra, Out_co, Call_co]:
         """A copy of this stage with other options, keeping its type (as Ray's ``.options()``).
 
@@ -234,6 +260,8 @@ class Stage(Generic[In_contra, Out_co, Call_co]):
             "resources": resources,
             "item_timeout": item_timeout,
             "max_items_per_worker": max_items_per_worker,
+            "concurrency": concurrency,
+            "rate": rate,
         }
         changes = {k: v for k, v in given.items() if v is not None}
         if "name" in changes and not isinstance(self._template, Leaf):
@@ -334,7 +362,14 @@ def make_op(kind: Kind, fn: Callable[..., object] | ClassSpec, options: Options)
     label = label_of(target)
     if isinstance(fn, ClassSpec) and fn.method != "__call__":
         label = f"{label}.{label_of(fn.method) if callable(fn.method) else fn.method}"
-    return Op(kind, fn, options, label=label, in_hint=hint_in, out_hint=hint_out)
+    op = Op(kind, fn, options, label=label, in_hint=hint_in, out_hint=hint_out)
+    if op.waits and op.isolated:
+        msg = (
+            f"stage {op.name!r}: item_timeout and max_items_per_worker do not combine with an "
+            "async function, concurrency= or rate= (time an awaited call with asyncio.timeout)"
+        )
+        raise ValueError(msg)
+    return op
 
 
 @final
@@ -360,6 +395,13 @@ class ClassStageFactory(Generic[K_co, Kind_co]):
 
     @overload
     def __call__(
+        self: ClassStageFactory[Callable[P, _Call[A, Coroutine[Any, Any, B]]], Literal["map"]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Stage[A, B]: ...
+    @overload
+    def __call__(
         self: ClassStageFactory[Callable[P, _Call[A, B]], Literal["map"]],
         /,
         *args: P.args,
@@ -372,6 +414,22 @@ class ClassStageFactory(Generic[K_co, Kind_co]):
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Stage[A, B, Iterable[B]]: ...
+    @overload
+    def __call__(
+        self: ClassStageFactory[
+            Callable[P, _Call[A, Coroutine[Any, Any, Iterable[B]]]], Literal["flat"]
+        ],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Stage[A, B, list[B]]: ...
+    @overload
+    def __call__(
+        self: ClassStageFactory[Callable[P, _Call[A, AsyncIterator[B]]], Literal["flat"]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Stage[A, B, list[B]]: ...
     def __call__(self, /, *args: Any, **kwargs: Any) -> Stage[Any, Any, Any]:
         import inspect
 
@@ -424,6 +482,8 @@ class StageDecorator(_Decorator):
     @deprecated(_PARTIAL)
     def __call__(self, fn: functools.partial[B], /) -> Stage[Never, B]: ...
     @overload
+    def __call__(self, fn: Callable[[A], Coroutine[Any, Any, B]], /) -> Stage[A, B]: ...
+    @overload
     def __call__(self, fn: Callable[[A], B], /) -> Stage[A, B]: ...
     def __call__(self, fn: object, /) -> object:
         return self._apply(fn)
@@ -438,8 +498,18 @@ class FlatStageDecorator(_Decorator):
     @overload
     def __call__(self, fn: _FlatClass, /) -> ClassStageFactory[_FlatClass, Literal["flat"]]: ...
     @overload
+    def __call__(
+        self, fn: _AsyncFlatClass, /
+    ) -> ClassStageFactory[_AsyncFlatClass, Literal["flat"]]: ...
+    @overload
     @deprecated(_PARTIAL)
     def __call__(self, fn: functools.partial[Iterable[B]], /) -> Stage[Never, B, Never]: ...
+    @overload
+    def __call__(self, fn: Callable[[A], AsyncIterator[B]], /) -> Stage[A, B, list[B]]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[[A], Coroutine[Any, Any, Iterable[B]]], /
+    ) -> Stage[A, B, list[B]]: ...
     @overload
     def __call__(self, fn: Callable[[A], list[B]], /) -> Stage[A, B, list[B]]: ...
     @overload
@@ -464,6 +534,8 @@ class FilterStageDecorator(_Decorator):
     @overload
     def __call__(self, fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B, bool]: ...
     @overload
+    def __call__(self, fn: Callable[[A], Coroutine[Any, Any, bool]], /) -> Stage[A, A, bool]: ...
+    @overload
     def __call__(self, fn: Callable[[A], bool], /) -> Stage[A, A, bool]: ...
     def __call__(self, fn: object, /) -> object:
         return self._apply(fn)
@@ -479,6 +551,8 @@ def _options(
     resources: Mapping[str, float] | None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> Options:
     return Options(
         name,
@@ -490,6 +564,8 @@ def _options(
         resources,
         item_timeout,
         max_items_per_worker,
+        concurrency,
+        rate,
     )
 
 
@@ -498,6 +574,8 @@ def stage(fn: _MapClass, /) -> ClassStageFactory[_MapClass, Literal["map"]]: ...
 @overload
 @deprecated(_PARTIAL)
 def stage(fn: functools.partial[B], /) -> Stage[Never, B]: ...
+@overload
+def stage(fn: Callable[[A], Coroutine[Any, Any, B]], /) -> Stage[A, B]: ...
 @overload
 def stage(fn: Callable[[A], B], /) -> Stage[A, B]: ...
 @overload
@@ -512,6 +590,8 @@ def stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> StageDecorator: ...
 def stage(
     fn: object = None,
@@ -526,6 +606,8 @@ def stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> object:
     """Make a map stage (one output per input) from a function or a class.
 
@@ -552,6 +634,8 @@ def stage(
             resources,
             item_timeout,
             max_items_per_worker,
+            concurrency,
+            rate,
         ),
     )
     return deco if fn is None else deco._apply(fn)
@@ -560,8 +644,14 @@ def stage(
 @overload
 def flat_stage(fn: _FlatClass, /) -> ClassStageFactory[_FlatClass, Literal["flat"]]: ...
 @overload
+def flat_stage(fn: _AsyncFlatClass, /) -> ClassStageFactory[_AsyncFlatClass, Literal["flat"]]: ...
+@overload
 @deprecated(_PARTIAL)
 def flat_stage(fn: functools.partial[Iterable[B]], /) -> Stage[Never, B, Never]: ...
+@overload
+def flat_stage(fn: Callable[[A], AsyncIterator[B]], /) -> Stage[A, B, list[B]]: ...
+@overload
+def flat_stage(fn: Callable[[A], Coroutine[Any, Any, Iterable[B]]], /) -> Stage[A, B, list[B]]: ...
 @overload
 def flat_stage(fn: Callable[[A], list[B]], /) -> Stage[A, B, list[B]]: ...
 @overload
@@ -580,6 +670,8 @@ def flat_stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> FlatStageDecorator: ...
 def flat_stage(
     fn: object = None,
@@ -594,6 +686,8 @@ def flat_stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> object:
     """Make a stage with 0..n outputs per input, in order, from a function returning an iterable.
 
@@ -614,6 +708,8 @@ def flat_stage(
         resources,
         item_timeout,
         max_items_per_worker,
+        concurrency,
+        rate,
     )
     deco = FlatStageDecorator("flat", opts)
     return deco if fn is None else deco._apply(fn)
@@ -626,6 +722,8 @@ def filter_stage(fn: functools.partial[bool], /) -> Stage[Never, Never, Never]: 
 def filter_stage(fn: Callable[[A], TypeIs[B]], /) -> Stage[A, B, bool]: ...
 @overload
 def filter_stage(fn: Callable[[A], TypeGuard[B]], /) -> Stage[A, B, bool]: ...
+@overload
+def filter_stage(fn: Callable[[A], Coroutine[Any, Any, bool]], /) -> Stage[A, A, bool]: ...
 @overload
 def filter_stage(fn: Callable[[A], bool], /) -> Stage[A, A, bool]: ...
 @overload
@@ -640,6 +738,8 @@ def filter_stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> FilterStageDecorator: ...
 def filter_stage(
     fn: object = None,
@@ -654,6 +754,8 @@ def filter_stage(
     resources: Mapping[str, float] | None = None,
     item_timeout: float | None = None,
     max_items_per_worker: int | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
 ) -> object:
     """Make a stage that keeps the items for which a predicate is true.
 
@@ -674,6 +776,8 @@ def filter_stage(
         resources,
         item_timeout,
         max_items_per_worker,
+        concurrency,
+        rate,
     )
     deco = FilterStageDecorator("filter", opts)
     return deco if fn is None else deco._apply(fn)

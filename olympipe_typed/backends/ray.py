@@ -92,6 +92,7 @@ class ActorSpec(NamedTuple):
     keyed: bool
     ranks: tuple[int | None, ...]  # per input: our rank among that parent's children
     paths: tuple[str, ...]  # the caller's sys.path: its modules import here too
+    workers: int = 1  # the node's actors (each starts its share of the stage's rate)
 
 
 class _Failure(Exception):
@@ -167,7 +168,9 @@ class OlympipeStage:
         try:
             # item_timeout and max_items_per_worker: a child process of the actor, forked.
             op = pickle.loads(spec.op)
-            self.proc = op.open(spec.name, check_types=spec.check_types, processes=True)
+            self.proc = op.open(
+                spec.name, check_types=spec.check_types, processes=True, workers=spec.workers
+            )
         except StageError as exc:  # a class stage's constructor raised
             self.failure = _failure(spec.name, exc)
         except Exception as exc:  # the stage's code cannot be imported on this node
@@ -494,6 +497,8 @@ class _Run:
         self.costs: dict[int, tuple[float, float]] = {}
         self.exhausted: set[int] = set()
         self.ops = sum(1 for n in graph.nodes if n.op is not None)
+        # Items a message at least: an I/O stage's actor keeps one message's items in flight.
+        self.least = max((n.op.concurrency for n in graph.nodes if n.op is not None), default=1)
         seconds = [n.op.seconds for n in graph.nodes if n.op is not None and n.op.seconds]
         # Empty messages while the source is idle let timed stages poll, a few per period.
         self.tick = min(0.1, max(0.01, min(seconds) / 4)) if seconds else None
@@ -511,9 +516,10 @@ class _Run:
             options = _actor_options(node.op.options.resources)
             ranks = _ranks(self.graph, node)
             handles: list[Any] = []
-            for w in range(_worker_count(node)):
+            count = _worker_count(node)
+            for w in range(count):
                 spec = ActorSpec(
-                    op, node.name, node.id, w, self.check_types, self.keyed, ranks, paths
+                    op, node.name, node.id, w, self.check_types, self.keyed, ranks, paths, count
                 )
                 actor = remote.options(**options).remote(spec)
                 self.stages[actor._actor_id.hex()] = (node.name, actor.pid.remote())
@@ -615,12 +621,12 @@ class _Run:
         of data at most. One item until every stage has said what an item costs it, so that
         a slow stage's workers share the first items too."""
         if len(self.costs) < self.ops:
-            return 1
+            return self.least
         seconds = max((s for s, _ in self.costs.values()), default=0.0)
         nbytes = max([*(r.item_bytes for r in self.readers), *(b for _, b in self.costs.values())])
         by_work = _MESSAGE_WORK / max(seconds, 1e-9)
         by_bytes = _MESSAGE_BYTES / max(nbytes, 1)
-        return int(max(1, min(_MAX_ITEMS, by_work, by_bytes)))
+        return int(max(1, min(_MAX_ITEMS, by_work, by_bytes), min(self.least, by_bytes)))
 
     # -- reading outputs --
 

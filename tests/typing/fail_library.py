@@ -97,7 +97,7 @@ def mistakes() -> None:
     LIB["partial: str items"] = source(["a"]) >> double  # type: ignore[operator]  # pyright: ignore[reportOperatorIssue]
     LIB["functools.partial has no item type"] = source([1.0]) >> stage(partial(scale, factor=2.0))  # type: ignore[operator]  # pyright: ignore[reportOperatorIssue, reportDeprecated]
     LIB["bound method: int items"] = source([1]) >> comma_split  # type: ignore[operator]  # pyright: ignore[reportOperatorIssue]
-    LIB["bound method with the wrong item type"] = source([1]) >> stage(Tokenizer(",").first)  # type: ignore[arg-type]  # pyright: ignore[reportOperatorIssue]
+    LIB["bound method with the wrong item type"] = source([1]) >> stage(Tokenizer(",").first)  # type: ignore[arg-type, operator]  # pyright: ignore[reportOperatorIssue]
     LIB["factory: composite after a non-text stage"] = cleaned(times_2)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     LIB["a callable output is an item"] = source([1]) >> make_adder >> times_2  # type: ignore[operator]  # pyright: ignore[reportOperatorIssue]
     LIB["three-way fan-out with a foreign input"] = audit | encode | count  # type: ignore[operator]  # pyright: ignore[reportOperatorIssue]

@@ -220,6 +220,7 @@ class Run:
                 stages=sum(1 for n in graph.nodes if n.op is not None),
                 through=self.through,
                 ramp=RAMP * sum(plan.workers[n.id] for n in graph.nodes if n.op is not None),
+                least=max((n.op.concurrency for n in graph.nodes if n.op is not None), default=1),
             )
             feeder.receivers = [first_stage(graph.nodes[c]) for c in node.children]
             self.feeders.append(feeder)

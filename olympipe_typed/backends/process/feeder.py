@@ -61,11 +61,15 @@ class Feeder:
         stages: int,
         through: list[int] | None = None,
         ramp: int = 1,
+        least: int = 1,
     ) -> None:
         self.node, self.rank, self.writer = node, rank, writer
         self.costs, self.stages = costs, stages
         self.through = through or [0]
         self.ramp = ramp
+        # Items a message at least: the widest I/O stage's concurrency, for its worker keeps
+        # one message's items in flight at once.
+        self.least = least
         assert node.source is not None
         # A list, a range...: reading never blocks, nothing to watch. (Not any sized object:
         # a dataset's __getitem__ or a queue wrapper may be slow or block.)
@@ -123,13 +127,16 @@ class Feeder:
             (c for workers in list(self.costs.values()) for c in list(workers.values())),
             default=None,
         )
+        weight = 1 if self.weight is None else max(1, self.weight())
         if slowest is None or len(self.costs) < self.stages:
+            if self.least > 1:
+                return max(1, self.least // weight)
             self._ramp_up()
             return 1
         by_work = int(_MESSAGE_WORK / max(slowest, 1e-9))
         by_bytes = int(_MESSAGE_BYTES / max(self.item_bytes, 1.0))
-        weight = 1 if self.weight is None else max(1, self.weight())
         self.last = max(1, min(max(_MAX_BATCH, weight), by_work, by_bytes, 2 * self.last))
+        self.last = max(self.last, min(self.least, by_bytes))
         return max(1, self.last // weight)
 
     def _ramp_up(self) -> None:

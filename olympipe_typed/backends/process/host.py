@@ -110,6 +110,7 @@ def worker_main(
             check_types=check_types,
             processes=stop is None,
             shipped=op_arg if isinstance(op_arg, bytes) else None,
+            workers=count,
         )
         worker_ = Worker(proc, worker, count, reads, writer, decoder, keyed, control, stop, node_id)
         worker_.count_done(ledger, credit_in)
