@@ -226,7 +226,7 @@ def test_async_stage_called_directly_inside_a_running_loop() -> None:
     assert asyncio.run(main()) == "X."
 
 
-@stage(rate=100.0, workers=2)
+@stage(rate=250.0, workers=2)
 def tick(x: int) -> float:
     return time.monotonic()
 
@@ -234,15 +234,15 @@ def tick(x: int) -> float:
 @pytest.mark.parametrize("backend", CONCURRENT)
 @pytest.mark.parametrize("workers", [1, 2])
 def test_rate_across_workers(backend: Backend, workers: int) -> None:
-    """rate=100 over 500 items: 5 s (at most 100 starts in any second), with 2 workers as
-    with 1."""
+    """rate=250 over 500 items: 2 s (at most 250 starts in any second), with 2 workers as
+    with 1. (The issue's figure, rate=100 over 500 items in 5 s, is the bench's I/O row.)"""
     start = time.perf_counter()
     times = (source(range(500)) >> tick.options(workers=workers)).run(backend=backend)
     elapsed = time.perf_counter() - start
-    assert 4.75 < elapsed < 5.0 * 1.25, elapsed
+    assert 1.9 < elapsed < 2.0 * 1.25, elapsed
     starts = sorted(times)
-    # No 101 starts within a second, whichever worker made them (a little slack for clocks).
-    assert min(b - a for a, b in zip(starts, starts[100:], strict=False)) > 0.95
+    # No 251 starts within a second, whichever worker made them (a little slack for clocks).
+    assert min(b - a for a, b in zip(starts, starts[250:], strict=False)) > 0.95
 
 
 @stage(rate=50.0)
