@@ -121,8 +121,10 @@ def test_async_stage_keeps_order_with_64_in_flight(port: int, backend: Backend) 
     elapsed = time.perf_counter() - start
     assert out == list(range(n))
     ideal = n / 64 * delay / 1000
-    if backend != "inline":
-        assert elapsed < 2 * 1.3 * ideal, f"{elapsed:.2f} s against an ideal of {ideal:.2f} s"
+    # Ray pays a call per message and its own scheduling: a looser bound, still far below the
+    # 100 s of one request at a time.
+    bound = {"inline": float("inf"), "ray": 4.0}.get(backend, 2 * 1.3) * ideal
+    assert elapsed < bound, f"{elapsed:.2f} s against an ideal of {ideal:.2f} s"
 
 
 @pytest.mark.parametrize("backend", CONCURRENT)
