@@ -139,7 +139,7 @@ def test_async_stage_keeps_order_with_64_in_flight(port: int, backend: Backend) 
 
 @pytest.mark.parametrize("backend", CONCURRENT)
 def test_threaded_plain_function_with_concurrency(port: int, backend: Backend) -> None:
-    n, delay = 1000, 50
+    n, delay = 2000, 50  # as the async case: fixed start-up costs weigh less
     urls = [url_of(port, i, delay) for i in range(n)]
     start = time.perf_counter()
     out = (source(urls) >> fetch_blocking).run(backend=backend)
