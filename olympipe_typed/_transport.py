@@ -41,7 +41,9 @@ alike); unsafe views instead of the copy 12-16 GB/s. The transport is no longer 
 
 Names are ``<prefix><pid>-<random>-<n>``. A segment whose encoder closed is unlinked by whoever
 is last (encoder close, or the decoder reading its last message); ``cleanup(prefix)`` removes
-what a run left (a SIGKILLed worker, a message never read). Nothing here is thread-safe.
+what a run left (a SIGKILLed worker, a message never read). An Encoder is used by one thread;
+``seal(prefix)`` may be called from any thread (or a signal handler) so that no thread of this
+process creates a segment under ``prefix`` once it returns: the cleanup that follows is final.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 import time
 from typing import Any, Final
 
@@ -162,6 +165,7 @@ class Encoder:
         self.slots = slots  # segments at most: memory is bounded by slots x largest message
         self.wait = wait  # seconds to wait for a segment to be consumed before going in-band
         self._pid = os.getpid()
+        self._prefix = prefix
         self._base = os.path.join(directory, f"{prefix}{self._pid}-{os.urandom(4).hex()}-")
         self._ring: list[_Segment] = []
         self._usable = os.path.isdir(directory) and os.access(directory, os.W_OK)
@@ -224,7 +228,10 @@ class Encoder:
                             seg.mm = grown
                         return seg
                 if len(self._ring) < self.slots:
-                    seg = _Segment(f"{self._base}{len(self._ring)}", size + size // 4)
+                    with _creating:
+                        if self._prefix in _SEALED:  # the run is being torn down
+                            return None
+                        seg = _Segment(f"{self._base}{len(self._ring)}", size + size // 4)
                     self._ring.append(seg)
                     return seg
                 # All busy: the reader is behind. Wait a little, as a full pipe would make us,
@@ -354,6 +361,34 @@ class Decoder:
             with contextlib.suppress(BufferError):  # views a stage still holds keep it mapped
                 mm.close()
         self._maps.clear()
+
+
+_creating = threading.Lock()  # held while an Encoder creates a segment file
+_SEALED: Final[set[str]] = set()  # prefixes under which this process creates no more segments
+
+
+def seal(prefix: str, timeout: float = 1.0) -> None:
+    """From now on, no Encoder of this process creates a segment under ``prefix``; returns once
+    none is in the middle of creating one, so that a ``cleanup(prefix)`` after it is final.
+    Safe in a signal handler: the wait is bounded by ``timeout`` (the interrupted thread could
+    be the one creating a segment)."""
+    _SEALED.add(prefix)
+    if _creating.acquire(timeout=timeout):
+        _creating.release()
+
+
+def unseal(prefix: str) -> None:
+    """Forget ``prefix`` once nothing of its run is left that could create a segment."""
+    _SEALED.discard(prefix)
+
+
+def _after_fork_in_child() -> None:
+    global _creating  # a lock another thread held at the fork would never be released
+    _creating = threading.Lock()
+    _SEALED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def cleanup(prefix: str, directory: str = SHM_DIR) -> int:

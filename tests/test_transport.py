@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 import numpy as np
 import pytest
 
-from olympipe_typed._transport import SHM_DIR, Decoder, Encoder, cleanup
+from olympipe_typed import _transport
+from olympipe_typed._transport import SHM_DIR, Decoder, Encoder, cleanup, seal, unseal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -261,6 +263,58 @@ def test_cleanup_removes_segments_of_killed_process(prefix: str, method: StartMe
     assert len(leftovers(prefix)) == 3
     assert cleanup(prefix) == 3
     assert leftovers(prefix) == []
+
+
+def test_a_sealed_prefix_gets_no_new_segment(prefix: str) -> None:
+    """Once ``seal(prefix)`` has returned, large arrays under that prefix go in-band, so a
+    cleanup after it is final (a feeder thread still encoding during a SIGTERM teardown);
+    another prefix is not affected, and ``unseal`` lifts it."""
+    seal(prefix)
+    try:
+        got = Decoder().decode(Encoder(prefix).encode([array(1)]))
+        assert isinstance(got, list)
+        np.testing.assert_array_equal(got[0], array(1))  # pyright: ignore[reportUnknownArgumentType]
+        assert leftovers(prefix) == []
+        other = f"{prefix}other-"
+        enc, dec = Encoder(other), Decoder()
+        dec.decode(enc.encode([array(2)]))
+        assert len(leftovers(other)) == 1
+        enc.close()
+        dec.close()
+    finally:
+        unseal(prefix)
+    enc = Encoder(prefix)
+    enc.encode([array(3)])
+    assert len(leftovers(prefix)) == 1
+    enc.close()
+
+
+def test_seal_waits_for_a_segment_being_created(prefix: str) -> None:
+    """``seal`` returns only once no thread is creating a segment (or after its timeout, so
+    that a signal handler that interrupted the creating thread itself cannot hang)."""
+    held, release = threading.Event(), threading.Event()
+
+    def create() -> None:
+        with _transport._creating:
+            held.set()
+            release.wait(10)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    assert held.wait(10)
+    try:
+        started = time.monotonic()
+        seal(prefix, timeout=0.2)  # still held: returns at its timeout
+        assert time.monotonic() - started >= 0.2
+        releaser = threading.Timer(0.3, release.set)
+        releaser.start()
+        started = time.monotonic()
+        seal(prefix, timeout=10)  # returns when the creation ends
+        assert 0.3 <= time.monotonic() - started < 10
+    finally:
+        release.set()
+        creator.join(10)
+        unseal(prefix)
 
 
 def test_cleanup_refuses_empty_prefix() -> None:

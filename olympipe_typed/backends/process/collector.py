@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._errors import StageError, WorkerDied
 from ..._ops import log_skipped
 from ..._planner import FusedOp, PlanMode, cores, physical
-from ..._transport import SHM_DIR, Decoder, cleanup
+from ..._transport import SHM_DIR, Decoder, cleanup, seal, unseal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -554,6 +554,7 @@ class Run:
             deadline = time.monotonic() + 1.0  # SIGKILL is prompt; a dead worker writes nothing
             while any(running(pid) for pid in pids) and time.monotonic() < deadline:
                 time.sleep(0.005)
+        seal(self.prefix)  # the feeder threads (and thread workers) create no segment after
         with contextlib.suppress(OSError):
             cleanup(self.prefix)
 
@@ -594,8 +595,14 @@ class Run:
         for mapped in (self.ledger, self.where):
             if mapped is not None:
                 mapped.close()
-        # Segments that messages never read, or a killed worker, left behind.
+        # Segments that messages never read, or a killed worker, left behind; a feeder still
+        # running (its source stalled) creates none after this.
+        seal(self.prefix)
         cleanup(self.prefix)
+        if not any(f.is_alive() for f in self.feeders) and not (
+            self.threads and any(p.is_alive() for _, p in self.procs)
+        ):
+            unseal(self.prefix)
 
 
 def first_stage(node: Node) -> str:

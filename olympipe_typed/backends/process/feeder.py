@@ -112,6 +112,10 @@ class Feeder:
                 watcher.join(timeout)
         self.threads[0].join(timeout if self.container else min(timeout, STOP_POLL))
 
+    def is_alive(self) -> bool:
+        """Whether a thread of this feeder still runs (a reader stuck in a stalled next())."""
+        return any(t.is_alive() for t in self.threads)
+
     def _size(self) -> int:
         """Items per message: about ``_MESSAGE_WORK`` seconds of the slowest stage's work,
         and at most ``_MESSAGE_BYTES`` of data.
