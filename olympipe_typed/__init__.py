@@ -27,6 +27,8 @@ from ._pipeline import run_all as run_all
 from ._pipeline import source as source
 from ._report import RunReport as RunReport
 from ._report import StageReport as StageReport
+from ._server import Connection as Connection
+from ._server import send_json_response as send_json_response
 from ._stage import Batch as Batch
 from ._stage import Stage as Stage
 from ._stage import batch as batch
@@ -54,6 +56,7 @@ else:
 __all__ = [
     "Batch",
     "CacheEnvelope",
+    "Connection",
     "Failure",
     "FailureBudgetExceeded",
     "ItemTimeout",
@@ -74,6 +77,7 @@ __all__ = [
     "load_failures",
     "partial_stage",
     "run_all",
+    "send_json_response",
     "source",
     "stage",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
 from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of, method_ref
+from ._server import Connection, RouteHandler, check_server, is_request, server_source
 from ._stage import Batch, Stage, _Call, as_template, make_op
 from ._template import Leaf
 
@@ -467,6 +468,31 @@ class Pipeline(Generic[T_co]):
     ) -> list[list[T]]:
         """Run several pipelines as one graph (shared parts once); one list of results each."""
         return list(run_all(*pipes, backend=backend))
+
+    @staticmethod
+    def server(
+        route_handlers: Sequence[RouteHandler[R]],
+        port: int = 8000,
+        host: str = "localhost",
+        debug: bool = False,
+        inactivity_timeout: float | None = None,
+    ) -> Pipeline[tuple[Connection, R]]:
+        """An HTTP/1.1 server as a source: one ``(connection, payload)`` item per request.
+
+        ``payload`` is ``handler(body)`` for the first route whose method and URL path
+        match, ``body`` the request's JSON (None when empty or not JSON). A later stage, in
+        any process, answers with ``send_json_response(connection, data)``. The server
+        listens on ``host:port`` while the pipeline runs (building starts nothing), answers
+        a malformed request (400) or an unknown route (404) itself, and a failing handler's
+        request with a 500; it ends after ``inactivity_timeout`` seconds without a request
+        or an answer (None: never). While idle it sends ticks that the stage "drop idle
+        ticks" takes out, so that a stopped run closes it (within a second).
+        """
+        check_server(route_handlers, port, host, debug, inactivity_timeout)
+        args = (tuple(route_handlers), host, port, debug, inactivity_timeout)
+        spec = SourceSpec(None, server_source, args, name="server")
+        ticks = Op("filter", is_request, Options(name="drop idle ticks"), label="drop idle ticks")
+        return _wrap(SourceNode(spec))._then(ticks)
 
     def __repr__(self) -> str:
         return f"<Pipeline ending at {_node_name(self._node)}>"

@@ -57,6 +57,7 @@ def test_exports_include_the_documented_api() -> None:
         "filter_stage",
         "flat_stage",
         "run_all",
+        "send_json_response",
         "source",
         "stage",
     }
