@@ -50,6 +50,7 @@ CORE = [
     "tests/test_long_runs.py",
     "tests/test_planner.py",
     "tests/test_io_stages.py",
+    "tests/test_server.py",
 ]
 # What a user runs first: the package's own entry points, the examples, the image demo.
 FIRST = ["tests/test_packaging.py", "tests/test_examples.py", "tests/test_images_demo.py"]
