@@ -386,7 +386,8 @@ class _Server:
         self.open: dict[int, _Client] = {}  # requests handed over, waiting for their answer
         self.clients: set[_Client] = set()
         self.pending: set[_Reply] = set()
-        self.starved: list[socket.socket] = []  # listeners put aside when out of descriptors
+        self.watched = {self.listener: True, self.replies: True}  # by the selector
+        self.starved = False  # out of descriptors: accept nothing until a socket closes
         self.count = 0
         self.paused = False  # not accepting: too many requests wait for the source
         self.stopping = False  # asked to stop (by the source's end)
@@ -484,11 +485,9 @@ class _Server:
         while self.answers:
             request_id, status, reason, body = self.answers.popleft()
             self._answer(request_id, status, reason, body)
-        if self.paused and self.handover.qsize() < _MAX_WAITING // 2:
-            import selectors
-
+        if self.paused and self.handover.qsize() < max(_MAX_WAITING // 2, 1):
             self.paused = False
-            self.selector.register(self.listener, selectors.EVENT_READ, None)
+            self._sync_listeners()
 
     def _accept(self) -> None:
         while not self.paused:
@@ -497,7 +496,7 @@ class _Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of descriptors: wait until a client closes
-                self._starve(self.listener, exc)
+                self._starve(exc)
                 return
             sock.setblocking(False)
             client = _Client(sock)
@@ -513,18 +512,31 @@ class _Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                self._starve(self.replies, exc)
+                self._starve(exc)
                 return
             sock.setblocking(False)
             reply = _Reply(sock)
             self.pending.add(reply)
             self.selector.register(sock, selectors.EVENT_READ, reply)
 
-    def _starve(self, listener: socket.socket, exc: OSError) -> None:
-        """Stop watching ``listener`` until a socket closes (else select() would spin)."""
+    def _starve(self, exc: OSError) -> None:
+        """Accept nothing until a socket closes (the listeners stay readable: select() would
+        spin)."""
         print(f"olympipe_typed server: cannot accept ({exc}); waiting", file=sys.stderr)
-        self.selector.unregister(listener)
-        self.starved.append(listener)
+        self.starved = True
+        self._sync_listeners()
+
+    def _sync_listeners(self) -> None:
+        """Watch each listener unless out of descriptors, and the HTTP one unless paused."""
+        import selectors
+
+        for sock, watched in self.watched.items():
+            wanted = not self.starved and not (self.paused and sock is self.listener)
+            if wanted and not watched:
+                self.selector.register(sock, selectors.EVENT_READ, None)
+            elif watched and not wanted:
+                self.selector.unregister(sock)
+            self.watched[sock] = wanted
 
     def _read(self, client: _Client) -> None:
         try:
@@ -613,7 +625,7 @@ class _Server:
         self.handover.put(_Request(self.count, index, head.method, head.path, body))
         if self.handover.qsize() >= _MAX_WAITING and not self.paused:
             self.paused = True  # the pipeline is behind: let new clients wait in the backlog
-            self.selector.unregister(self.listener)
+            self._sync_listeners()
 
     def _reject(self, client: _Client, bad: _BadRequest) -> None:
         import json
@@ -691,11 +703,10 @@ class _Server:
         self._fed()
 
     def _fed(self) -> None:
-        """A descriptor is free: watch the listeners put aside again."""
-        import selectors
-
-        while self.starved:
-            self.selector.register(self.starved.pop(), selectors.EVENT_READ, None)
+        """A descriptor is free: accept again if out of them."""
+        if self.starved:
+            self.starved = False
+            self._sync_listeners()
 
     def _read_reply(self, reply: _Reply) -> None:
         import secrets
