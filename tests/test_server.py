@@ -18,7 +18,7 @@ import cloudpickle
 import psutil
 import pytest
 
-from olympipe_typed import Connection, Pipeline, StageError, send_json_response
+from olympipe_typed import Connection, Pipeline, StageError, _server, send_json_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -115,13 +115,17 @@ def _exchange(port: int, data: bytes) -> Reply:
     """Send raw bytes on a new connection, read the response to its end; status and JSON."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
-        chunks: list[bytes] = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        return _response(sock)
+
+
+def _response(sock: socket.socket) -> Reply:
+    """Read a JSON response to its end (the server closes): its status and body."""
+    chunks: list[bytes] = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status = int(head.split(b" ")[1])
-    assert b"Content-Type: application/json" in head
-    return status, json.loads(body) if body else None
+    assert b"\r\nContent-Type: application/json\r\n" in head
+    return int(head.split(b" ")[1]), json.loads(body) if body else None
 
 
 def _continue(port: int, head: bytes) -> Reply:
@@ -133,11 +137,7 @@ def _continue(port: int, head: bytes) -> Reply:
             interim += sock.recv(1)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b'{"b": 2}')
-        chunks: list[bytes] = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), json.loads(body)
+        return _response(sock)
 
 
 def _serve(pipeline: Pipeline[T], clients: Callable[[], R], **run: Any) -> tuple[list[T], R]:
@@ -377,9 +377,11 @@ def test_server_inactivity_timeout_ends_the_run(backend: Backend) -> None:
     assert time.monotonic() - started < 30.0
 
 
-def _fail(item: tuple[Connection, int]) -> int:
-    msg = f"no answer for {item[1]}"
-    raise ValueError(msg)
+def _fail_on_3(item: tuple[Connection, int]) -> int:
+    if item[1] == 3:
+        msg = "no answer for 3"
+        raise ValueError(msg)
+    return _answer(item)
 
 
 def test_server_stage_error_ends_the_run_and_closes_the_port(backend: Backend) -> None:
@@ -388,16 +390,17 @@ def test_server_stage_error_ends_the_run_and_closes_the_port(backend: Backend) -
     port = _free_port()
     server = Pipeline.server([("POST", "/x", _x)], port=port, host="127.0.0.1")
 
-    def clients() -> Reply:
+    def clients() -> list[Reply]:
         _wait_listening(port)
-        return _request(port, "POST", "/x", {"x": 3})
+        # The second fails, once the run's reader waits in the source for a third.
+        return [_request(port, "POST", "/x", {"x": x}) for x in (1, 3)]
 
     with ThreadPoolExecutor(1) as pool:
-        reply = pool.submit(clients)
+        replies = pool.submit(clients)
         with pytest.raises(StageError, match="no answer for 3"):
-            server.task(_fail).run(backend=backend)
-        status, body = reply.result(timeout=60)
-    assert (status, body["status"]) == (503, "killed")
+            server.task(_fail_on_3).run(backend=backend)
+        first, (status, body) = replies.result(timeout=60)
+    assert (first, status, body["status"]) == ((200, {"y": 1}), 503, "killed")
     assert _refused(port)
 
 
@@ -582,3 +585,57 @@ def test_send_json_response_checks_its_arguments() -> None:
         send_json_response(conn, {}, status=99)
     with pytest.raises(ValueError, match=r"^reason must be a str on one line"):
         send_json_response(conn, {}, reason="OK\r\nX-Injected: 1")
+
+
+def test_server_stops_accepting_while_the_pipeline_is_behind(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past a few requests waiting for the source, the server accepts no more (new clients wait
+    in the kernel's backlog); once the source takes them, it accepts again and every client is
+    answered."""
+    monkeypatch.setattr(_server, "_MAX_WAITING", 2)
+    paused, resumed = threading.Event(), threading.Event()
+    sync = _server._Server._sync_listeners
+
+    def watched(self: _server._Server) -> None:
+        sync(self)
+        (paused if self.paused else resumed).set()
+
+    monkeypatch.setattr(_server._Server, "_sync_listeners", watched)
+    port = _free_port()
+    release = threading.Event()
+
+    def held(body: Any) -> int:
+        release.wait(30)  # the first request holds the source: the others pile up
+        return int(body["x"])
+
+    def clients() -> list[Reply]:
+        _wait_listening(port)
+        socks: list[socket.socket] = []
+        while len(socks) < 40 and not paused.is_set():
+            socks.append(_send(port, len(socks)))
+            paused.wait(0.5)  # set once the server has read enough requests
+        socks += [_send(port, len(socks) + i) for i in range(3)]  # into the backlog
+        release.set()
+        replies: list[Reply] = []
+        for sock in socks:
+            with sock:
+                replies.append(_response(sock))
+        return replies
+
+    server = Pipeline.server(
+        [("POST", "/double", held)], port=port, host="127.0.0.1", inactivity_timeout=3.0
+    )
+    results, replies = _serve(server.task(_double).task(_answer), clients, backend=backend)
+    assert paused.is_set()
+    assert resumed.is_set()
+    assert replies == [(200, {"y": 2 * x}) for x in range(len(replies))]
+    assert sorted(results) == [2 * x for x in range(len(replies))]
+
+
+def _send(port: int, x: int) -> socket.socket:
+    """A connection that has sent the request ``{"x": x}`` (its response still to read)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = json.dumps({"x": x}).encode()
+    sock.sendall(b"POST /double HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    return sock
