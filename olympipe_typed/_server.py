@@ -127,6 +127,7 @@ def send_json_response(
         RuntimeError: this handle answered already (one answer per request).
         TypeError, ValueError: ``data`` is not JSON-encodable (the client then gets a 500
             saying so), or ``status`` is not an int in 200..599, or ``reason`` holds a line break.
+        OSError: the reply channel failed otherwise (a timeout: the server's process is stuck).
     """
     import json
 
@@ -461,13 +462,16 @@ class _Server:
                 for key, mask in self.selector.select():
                     sock = key.fileobj
                     data: object = key.data
+                    # A socket closed by an earlier event of the batch is skipped (its
+                    # descriptor may be a new socket's already).
                     if isinstance(data, _Client):
-                        if mask & selectors.EVENT_WRITE:
+                        if mask & selectors.EVENT_WRITE and data in self.clients:
                             self._write(data)
                         if mask & selectors.EVENT_READ and data in self.clients:
                             self._read(data)
                     elif isinstance(data, _Reply):
-                        self._read_reply(data)
+                        if data in self.pending:
+                            self._read_reply(data)
                     elif sock is self.listener:
                         self._accept()
                     elif sock is self.replies:
