@@ -522,6 +522,29 @@ def test_server_survives_clients_that_leave(backend: Backend) -> None:
     assert sorted(results)[-2:] == [2, 4]
 
 
+def test_server_closes_when_a_stream_is_left(
+    backend: Backend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The caller answers from its loop over stream(); leaving the loop closes the server.
+    ``debug=True`` prints where it listens and what it routes, as olympipe does."""
+    port = _free_port()
+    server = Pipeline.server([("POST", "/x", _x)], port=port, host="127.0.0.1", debug=True)
+
+    def clients() -> Reply:
+        _wait_listening(port)
+        return _request(port, "POST", "/x", {"x": 7})
+
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(clients)
+        for conn, x in server.stream(backend=backend):
+            assert send_json_response(conn, {"x": x}, status=201, reason="Created")
+            break
+        assert reply.result(timeout=60) == (201, {"x": 7})
+    assert _refused(port)
+    out = capsys.readouterr().out
+    assert f"Listening on http://127.0.0.1:{port}\nHandling POST /x with _x\n" in out
+
+
 def test_server_listens_on_loopback_by_default() -> None:
     """``host="localhost"`` (the default) listens on 127.0.0.1 alone."""
     port = _free_port()
