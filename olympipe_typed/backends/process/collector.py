@@ -36,6 +36,9 @@ _RUNS: Final = itertools.count()  # numbers this process's runs, for shared-memo
 
 
 _POLL: Final = 0.05  # how often the caller checks on workers and the feeders when idle
+# Idle for long (a source that waits, an HTTP server with no request): every event wakes the
+# wait by itself; the poll's checks (a feeder's error, re-planning) can come this late.
+_IDLE_POLL: Final = 0.5
 
 
 _GRACE: Final = 30.0  # how long finished workers get to run close() before being stopped
@@ -255,6 +258,7 @@ class Run:
         }
         held: dict[int, dict[int, list[Any]]] = {i: {} for i in set(reordering.values())}
         tails: dict[int, list[list[Any]]] = {i: [] for i in held}
+        poll = _POLL
         while live:
             at_end = set(draining.values())
             waiting = {
@@ -264,7 +268,8 @@ class Run:
             }
             waiting.update(draining)
             waiting.update(reordering)
-            ready = waiter.wait([*waiting, *controls, *sentinels], _POLL)
+            ready = waiter.wait([*waiting, *controls, *sentinels], poll)
+            poll = _POLL if ready else min(2 * poll, _IDLE_POLL)
             self._check_feeders()
             self._replan()
             for obj in ready:

@@ -37,6 +37,11 @@ _CONTAINERS: Final = frozenset({list, tuple, range, str, bytes, bytearray, dict,
 _MESSAGE_BYTES: Final = 2**20  # bytes per message the feeder aims at, at most
 
 
+# How often the watcher looks while the reader waits in a message of one item (a slow source,
+# an HTTP server idle): the reader sends that item itself, the watcher only stands by.
+_STANDBY: Final = 0.5
+
+
 class Feeder:
     """Reads one source lazily and sends it on in numbered messages.
 
@@ -82,6 +87,7 @@ class Feeder:
         self.pending: list[Any] = []
         self.lock = threading.Lock()  # one message sent at a time, in order
         self.reading = 0.0  # when the reader started filling ``pending`` (0: not reading)
+        self.want = 0  # items the reader asks the source for, for the message being filled
         self.taken = 0  # items the watcher sent out of messages being filled
         self.ended = False  # END sent: nothing more goes out
         self.error: SourceError | StageError | None = None
@@ -183,6 +189,7 @@ class Feeder:
                     # A slow source: the items it yields in about _FLUSH.
                     size = max(1, min(size, int(_FLUSH / self.pace)))
                 taken, started = self.taken, clock()
+                self.want = size
                 self.reading = started
                 failed = False
                 try:
@@ -212,8 +219,8 @@ class Feeder:
         try:
             while not self.ended and not stop.wait(every):
                 started = self.reading
-                if not pending:
-                    every = min(2 * every, 8 * _FLUSH)  # a long pause: look less often
+                if not pending:  # a long pause: look less often
+                    every = min(2 * every, 8 * _FLUSH if self.want > 1 else _STANDBY)
                     continue
                 every = _FLUSH
                 if started == 0.0 or clock() - started < _FLUSH:
