@@ -27,8 +27,6 @@ from ._pipeline import run_all as run_all
 from ._pipeline import source as source
 from ._report import RunReport as RunReport
 from ._report import StageReport as StageReport
-from ._server import Connection as Connection
-from ._server import send_json_response as send_json_response
 from ._stage import Batch as Batch
 from ._stage import Stage as Stage
 from ._stage import batch as batch
@@ -38,18 +36,31 @@ from ._stage import partial_stage as partial_stage
 from ._stage import stage as stage
 
 if TYPE_CHECKING:
+    from ._server import Connection as Connection
+    from ._server import send_json_response as send_json_response
+
     __version__: str
 else:
+    # Names a run does not need, imported when first asked for.
+    _LAZY = {"Connection": "_server", "send_json_response": "_server"}
 
-    def __getattr__(name: str) -> str:
-        """``__version__``, read from the installed package's metadata when first asked for:
-        importing ``importlib.metadata`` costs 15-30 ms, which a run's start-up does not pay."""
-        if name != "__version__":
+    def __getattr__(name: str) -> object:
+        """``__version__``, read from the installed package's metadata when first asked for
+        (importing ``importlib.metadata`` costs 15-30 ms, which a run's start-up does not pay),
+        and the HTTP source's names (``_LAZY``)."""
+        if name in _LAZY:
+            from importlib import import_module
+
+            value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+            value.__module__ = __name__
+        elif name == "__version__":
+            from importlib.metadata import version
+
+            value = version("olympipe_typed")
+        else:
             msg = f"module {__name__!r} has no attribute {name!r}"
             raise AttributeError(msg)
-        from importlib.metadata import version
-
-        value = globals()["__version__"] = version("olympipe_typed")
+        globals()[name] = value
         return value
 
 
@@ -86,7 +97,7 @@ __all__ = [
 def _fixup_module_metadata() -> None:
     """Show public names as ``olympipe_typed.X`` in reprs, tracebacks and pickles (as trio does)."""
     for name in __all__:
-        obj = globals()[name]
+        obj = globals().get(name)  # the lazy names set theirs when imported
         if getattr(obj, "__module__", "").startswith("olympipe_typed."):
             obj.__module__ = "olympipe_typed"
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cas
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
 from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of, method_ref
-from ._server import Connection, RouteHandler, check_server, is_request, server_source
 from ._stage import Batch, Stage, _Call, as_template, make_op
 from ._template import Leaf
 
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._report import RunReport
+    from ._server import Connection, RouteHandler
 
 T_co = TypeVar("T_co", covariant=True)
 T = TypeVar("T")
@@ -488,6 +488,8 @@ class Pipeline(Generic[T_co]):
         or an answer (None: never). While idle it sends ticks that the stage "drop idle
         ticks" takes out, so that a stopped run closes it (within a second).
         """
+        from ._server import check_server, is_request, server_source  # not on a run's path
+
         check_server(route_handlers, port, host, debug, inactivity_timeout)
         args = (tuple(route_handlers), host, port, debug, inactivity_timeout)
         spec = SourceSpec(None, server_source, args, name="server")

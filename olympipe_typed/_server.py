@@ -28,6 +28,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar, cast, final, get_args
 
+from ._http import (
+    BadRequest,
+    Chunked,
+    Head,
+    framing,
+    head_end,
+    json_body,
+    parse_head,
+    request_line,
+    response,
+)
 from ._ops import check_int, check_seconds, label_of
 
 if TYPE_CHECKING:
@@ -68,7 +79,6 @@ _REPLY_TIMEOUT: Final = 30.0  # seconds send_json_response waits for the server'
 # An answer on the reply channel: the server's key, the request's number, status, the reason's
 # and the body's lengths; then the reason and the body.
 _REPLY: Final = "!16sQHHI"
-_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 
 
 @final
@@ -267,16 +277,6 @@ def server_source(
         server.close()
 
 
-class _BadRequest(Exception):
-    """A request the server answers itself: its status, reason and message."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(status, reason, message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
 class _Request:
     """A routed request, handed from the server's thread to the source."""
 
@@ -318,22 +318,10 @@ class _Client:
         self.state = "reading"
         self.reading = True  # False once the client has shut its side
         self.events = 0  # what the selector watches for
-        self.head: _Head | None = None
+        self.head: Head | None = None
         self.length = 0  # the body's Content-Length
-        self.chunked: _Chunked | None = None
+        self.chunked: Chunked | None = None
         self.request_id = 0
-
-
-class _Head:
-    """A request's line and headers (names in lower case)."""
-
-    __slots__ = ("headers", "method", "path", "version")
-
-    def __init__(self, method: str, path: str, version: str, headers: dict[str, str]) -> None:
-        self.method = method
-        self.path = path
-        self.version = version
-        self.headers = headers
 
 
 class _Reply:
@@ -556,7 +544,7 @@ class _Server:
             client.buffer += data
             try:
                 self._parse(client)
-            except _BadRequest as bad:
+            except BadRequest as bad:
                 self._reject(client, bad)
         # Otherwise: what follows a request (a pipelined one, the rest of a refused body),
         # read and dropped; every response closes the connection.
@@ -584,20 +572,20 @@ class _Server:
         if client.head is None:
             while buffer.startswith((b"\r\n", b"\n")):  # empty lines before a request
                 del buffer[: 2 if buffer.startswith(b"\r") else 1]
-            end, sep = _head_end(buffer)
+            end, sep = head_end(buffer)
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
-                    raise _BadRequest(431, "Request Header Fields Too Large", "headers too large")
+                    raise BadRequest(431, "Request Header Fields Too Large", "headers too large")
                 line_end = buffer.find(b"\n")
                 if line_end >= 0:  # refuse garbage at once, not once the headers end
-                    _request_line(bytes(buffer[:line_end]).rstrip(b"\r"))
+                    request_line(bytes(buffer[:line_end]).rstrip(b"\r"))
                 return
             if end > _MAX_HEAD:
-                raise _BadRequest(431, "Request Header Fields Too Large", "headers too large")
-            client.head = head = _parse_head(bytes(buffer[:end]))
+                raise BadRequest(431, "Request Header Fields Too Large", "headers too large")
+            client.head = head = parse_head(bytes(buffer[:end]))
             del buffer[: end + sep]
-            client.length, chunked = _framing(head.headers)
-            client.chunked = _Chunked() if chunked else None
+            client.length, chunked = framing(head.headers)
+            client.chunked = Chunked() if chunked else None
             # A client that expects 100 Continue sends its body after it (curl, for a second).
             expects = head.headers.get("expect", "").lower() == "100-continue"
             if expects and head.version == "1.1" and not buffer and (chunked or client.length):
@@ -612,14 +600,14 @@ class _Server:
         if body is not None:
             self._route(client, client.head, body)
 
-    def _route(self, client: _Client, head: _Head, raw: bytes) -> None:
+    def _route(self, client: _Client, head: Head, raw: bytes) -> None:
         wanted = (head.method, head.path)
         index = next((i for i, route in enumerate(self.routes) if route == wanted), None)
         if index is None:
             if self.debug:
                 print(f"No route handler for {head.method} {head.path}")
-            raise _BadRequest(404, "Not Found", f"no route for {head.method} {head.path}")
-        body = _json_body(raw, head.headers.get("content-type", ""))
+            raise BadRequest(404, "Not Found", f"no route for {head.method} {head.path}")
+        body = json_body(raw, head.headers.get("content-type", ""))
         client.buffer.clear()
         self.count += 1
         client.request_id = self.count
@@ -631,7 +619,7 @@ class _Server:
             self.paused = True  # the pipeline is behind: let new clients wait in the backlog
             self._sync_listeners()
 
-    def _reject(self, client: _Client, bad: _BadRequest) -> None:
+    def _reject(self, client: _Client, bad: BadRequest) -> None:
         import json
 
         if self.debug and bad.status != 404:
@@ -653,7 +641,7 @@ class _Server:
     def _respond(
         self, client: _Client, status: int, reason: str, body: bytes, *, head_only: bool
     ) -> None:
-        client.out += _response(status, reason, body, head_only=head_only)
+        client.out += response(status, reason, body, head_only=head_only)
         client.state = "writing"
         self._watch(client)
 
@@ -760,7 +748,7 @@ class _Server:
         body = json.dumps({"error": "the server stopped before answering", "status": "killed"})
         for client in list(self.clients):
             if client.state == "waiting" or (client.state == "reading" and client.buffer):
-                client.out += _response(503, "Service Unavailable", body.encode(), head_only=False)
+                client.out += response(503, "Service Unavailable", body.encode(), head_only=False)
             if client.out:  # once, without waiting: a client gone or slow gets the close
                 with contextlib.suppress(OSError):
                     client.sock.send(client.out)
@@ -794,141 +782,3 @@ def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # not connected (any more): closing is all there is
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
-
-
-def _head_end(buffer: bytearray) -> tuple[int, int]:
-    """Where the head ends and the length of the blank line after it; (-1, 0) if not yet."""
-    crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf, 4
-    if lf >= 0:
-        return lf, 2
-    return -1, 0
-
-
-def _request_line(line: bytes) -> tuple[str, str, str]:
-    """The method, path (no query string) and version of a request line, or _BadRequest."""
-    import re
-    from urllib.parse import urlsplit
-
-    match = re.fullmatch(rf"({_TOKEN}) (\S+) HTTP/(\d)\.(\d)", line.decode("latin-1"))
-    if match is None:
-        raise _BadRequest(400, "Bad Request", f"malformed request line {line[:80]!r}")
-    method, target, major, minor = match.groups()
-    if major != "1":
-        message = f"HTTP/{major}.{minor} is not served: HTTP/1.1 is"
-        raise _BadRequest(505, "HTTP Version Not Supported", message)
-    try:
-        path = urlsplit(target).path
-    except ValueError:
-        raise _BadRequest(400, "Bad Request", f"malformed target {target[:80]!r}") from None
-    return method, path, f"{major}.{minor}"
-
-
-def _parse_head(head: bytes) -> _Head:
-    import re
-
-    lines = [line.rstrip("\r") for line in head.decode("latin-1").split("\n")]
-    method, path, version = _request_line(lines[0].encode("latin-1"))
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or re.fullmatch(_TOKEN, name) is None:  # folded lines included
-            raise _BadRequest(400, "Bad Request", f"malformed header line {line[:80]!r}")
-        name, value = name.lower(), value.strip(" \t")
-        if name in headers:
-            if name == "content-length" and headers[name] != value:
-                raise _BadRequest(400, "Bad Request", "several Content-Length values")
-            value = f"{headers[name]}, {value}" if name != "content-length" else value
-        headers[name] = value
-    return _Head(method, path, version, headers)
-
-
-def _framing(headers: dict[str, str]) -> tuple[int, bool]:
-    """The body's Content-Length, and whether it comes chunked instead."""
-    encoding = headers.get("transfer-encoding")
-    length = headers.get("content-length")
-    if encoding is not None:
-        if length is not None:
-            raise _BadRequest(400, "Bad Request", "both Content-Length and Transfer-Encoding")
-        if encoding.lower() != "chunked":
-            raise _BadRequest(501, "Not Implemented", f"Transfer-Encoding {encoding!r}")
-        return 0, True
-    if length is None:
-        return 0, False
-    if not length.isascii() or not length.isdigit():
-        raise _BadRequest(400, "Bad Request", f"bad Content-Length {length[:40]!r}")
-    return int(length), False
-
-
-class _Chunked:
-    """A chunked body, decoded as it arrives."""
-
-    __slots__ = ("body", "done", "size")
-
-    def __init__(self) -> None:
-        self.body = bytearray()
-        self.size = -1  # the chunk being read: -1 before its size line, then its size
-        self.done = False  # the last chunk read: trailers follow
-
-    def feed(self, buffer: bytearray) -> bytes | None:
-        """Take what ``buffer`` holds (consumed); the whole body once it has come."""
-        while True:
-            if self.done:  # trailers, up to an empty line
-                end = buffer.find(b"\n")
-                if end < 0:
-                    return None
-                line = bytes(buffer[:end]).rstrip(b"\r")
-                del buffer[: end + 1]
-                if not line:
-                    return bytes(self.body)
-            elif self.size < 0:
-                end = buffer.find(b"\n")
-                if end < 0:
-                    if len(buffer) > 1024:
-                        raise _BadRequest(400, "Bad Request", "malformed chunk size line")
-                    return None
-                text = bytes(buffer[:end]).split(b";")[0].strip().decode("latin-1")
-                del buffer[: end + 1]
-                try:
-                    self.size = int(text, 16)
-                except ValueError:
-                    raise _BadRequest(400, "Bad Request", f"bad chunk size {text!r}") from None
-                if self.size < 0 or not text.isalnum():
-                    raise _BadRequest(400, "Bad Request", f"bad chunk size {text!r}")
-                self.done = self.size == 0
-            else:
-                if len(buffer) < self.size + 2:
-                    return None
-                if not buffer.startswith(b"\r\n", self.size):
-                    raise _BadRequest(400, "Bad Request", "chunk longer than its size")
-                self.body += buffer[: self.size]
-                del buffer[: self.size + 2]
-                self.size = -1
-
-
-def _json_body(raw: bytes, content_type: str) -> object:
-    """The body decoded as JSON; None when empty or not JSON (as olympipe does), but a body
-    whose Content-Type says JSON must be JSON (400)."""
-    import json
-
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:  # UnicodeDecodeError included
-        media = content_type.split(";")[0].strip().lower()
-        if media == "application/json" or media.endswith("+json"):
-            raise _BadRequest(400, "Bad Request", f"the body is not JSON: {exc}") from None
-        return None
-
-
-def _response(status: int, reason: str, body: bytes, *, head_only: bool) -> bytes:
-    """An HTTP/1.1 response carrying ``body`` as JSON, closing the connection."""
-    if status in (204, 304):  # no body, by definition
-        return f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n\r\n".encode("latin-1")
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode("latin-1", errors="replace")
-    return head if head_only else head + body
