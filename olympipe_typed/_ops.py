@@ -444,8 +444,13 @@ class Processor:
         self.process_many: Callable[[list[Any], list[Any]], None] = self._many
         if fn is not None and not check_types and op.kind in ("map", "filter", "flat"):
             self.process_many = getattr(self, f"_{op.kind}_many")
+        # Keyed graphs (after a merge) number each item's outputs: they take ``each``, which
+        # keeps an I/O stage's items in flight together as ``process_many`` does.
+        self.each: Callable[[list[Any]], list[list[Any]]] | None = None
         if self._runner is not None and (self._runner.is_async or self._runner.concurrency > 1):
             self.process_many = self._concurrent_many
+            if not op.enveloped:
+                self.each = self._each
         if op.enveloped:
             self._envelop()
 
@@ -534,17 +539,26 @@ class Processor:
                 return
 
     def _concurrent_many(self, items: list[Any], out: list[Any]) -> None:
-        """An I/O stage's message: ``concurrency`` items in flight, outputs in the items' order.
-        Failures are handled here, in order, once the message's items are all done."""
+        """An I/O stage's message: ``concurrency`` items in flight, outputs in the items' order."""
+        for outputs in self._each(items):
+            out.extend(outputs)
+
+    def _each(self, items: list[Any]) -> list[list[Any]]:
+        """An I/O stage's items, ``concurrency`` in flight: each item's outputs, in order.
+        Failures are handled here, in order, once the items are all done."""
         runner = self._runner
         assert runner is not None
+        each: list[list[Any]] = []
         for item, result in zip(items, runner.map(self._one, self._one_async, items), strict=True):
             if isinstance(result, _Failed):
+                outputs: list[Any] = []
                 _, value = self._failed(item, result.exc)
                 if value is not None:
-                    self._emit_checked(value[0], out.append)
+                    self._emit_checked(value[0], outputs.append)
+                each.append(outputs)
             else:
-                out.extend(result)
+                each.append(result)
+        return each
 
     def _one(self, item: object) -> list[Any] | _Failed:
         """One item of an I/O stage, in a thread: its outputs, after its retries."""
@@ -783,6 +797,24 @@ class _Failed:
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+
+
+def number_outputs(
+    pairs: list[tuple[tuple[Any, ...], Any]],
+    each: list[list[Any]],
+    kind: str,
+    out: list[Any],
+    keys: list[Any],
+) -> None:
+    """A keyed graph's outputs of ``(key, item)`` pairs, ``each`` item's outputs in turn: one
+    output of a one-to-one stage keeps its item's key, others are numbered after it."""
+    one_to_one = kind in ("map", "filter", "limit", "timeout", "merge")
+    for (key, _), outputs in zip(pairs, each, strict=True):
+        out += outputs
+        if len(outputs) == 1 and one_to_one:
+            keys.append(key)
+        else:
+            keys += [(*key, j) for j in range(len(outputs))]
 
 
 def count_items(items: list[Any], enveloped: bool) -> int:

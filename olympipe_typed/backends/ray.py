@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
-from .._ops import count_items, log_skipped
+from .._ops import count_items, log_skipped, number_outputs
 from .._report import WorkerStats
 
 if TYPE_CHECKING:
@@ -253,6 +253,11 @@ class OlympipeStage:
         ]
         if len(inputs) > 1:  # a fan-in: restore the inline order
             pairs.sort(key=lambda pair: pair[0])
+        each = getattr(proc, "each", None)
+        if each is not None and pairs:  # an I/O stage: the items in flight together
+            number_outputs(pairs, each([x for _, x in pairs]), proc.op.kind, out, keys)
+            self.last_key = pairs[-1][0]
+            return
         for key, item in pairs:
             self.last_key = key
             start = len(out)

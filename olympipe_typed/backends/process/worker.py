@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._failures import Failure
 from ..._hints import short_repr
-from ..._ops import count_items
+from ..._ops import count_items, number_outputs
 from ..._planner import FusedProcessor
 from ..._report import WorkerStats
 
@@ -400,6 +400,13 @@ class Worker:
         ]
         if len(msgs) > 1:  # a fan-in: restore the inline order
             pairs.sort(key=lambda kx: kx[0])
+        each = getattr(proc, "each", None)
+        if each is not None and pairs:  # an I/O stage: the items in flight together
+            number_outputs(
+                pairs, each([x for _, x in pairs]), proc.op.kind, self.out, self.out_keys
+            )
+            self.last_key = pairs[-1][0]
+            return
         for key, item in pairs:
             self.last_key = key
             start = len(self.out)
