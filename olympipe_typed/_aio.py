@@ -13,6 +13,7 @@ loop cannot run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -80,7 +81,7 @@ class Runner:
     """Where one worker's items wait: an event loop in a thread of its own (async functions),
     or a pool of ``concurrency`` threads (plain ones). Made by the Processor, closed with it."""
 
-    __slots__ = ("_kind", "_loop", "_pool", "_thread", "concurrency", "limiter")
+    __slots__ = ("_gate", "_kind", "_loop", "_pool", "_thread", "concurrency", "limiter")
 
     def __init__(self, kind: AsyncKind, concurrency: int, limiter: Limiter | None) -> None:
         self._kind = kind
@@ -89,6 +90,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._gate: asyncio.Semaphore | None = None  # made on the loop, shared by every call
 
     @property
     def is_async(self) -> bool:
@@ -120,45 +122,60 @@ class Runner:
         one_async: Callable[[object], Coroutine[Any, Any, R]],
         items: list[Any],
     ) -> list[R]:
-        """Each item's outputs, in the items' order, ``concurrency`` items in flight.
+        """Each item's outputs, in the items' order, ``concurrency`` items in flight."""
+        return self.start(one, one_async, items)()
+
+    def start(
+        self,
+        one: Callable[[object], R],
+        one_async: Callable[[object], Coroutine[Any, Any, R]],
+        items: list[Any],
+    ) -> Callable[[], list[R]]:
+        """Start ``items`` behind those started before (``concurrency`` in flight over all of
+        them); the function returned waits for their outputs, in the items' order.
 
         ``one``/``one_async`` run one item with its retries, and return its failure rather
-        than raise it. What they do raise (a type check, a stop) ends the message: the items
+        than raise it. What they do raise (a type check, a stop) ends the call: the items
         not started are dropped, the others cancelled (coroutines) or awaited (threads).
         """
         if self._kind is not None:
-            done: list[R] = self._submit(self._gather(one_async, items)).result()
-            return done
+            future: Future[list[R]] = self._submit(self._gather(one_async, items))
+            return future.result
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="stage")
         limiter = self.limiter
 
-        def start(item: object) -> R:
+        def begin(item: object) -> R:
             if limiter is not None:
                 limiter.wait()
             return one(item)
 
-        futures = [self._pool.submit(start, item) for item in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        futures = [self._pool.submit(begin, item) for item in items]
+
+        def results() -> list[R]:
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+        return results
 
     async def _gather(
         self, one_async: Callable[[object], Coroutine[Any, Any, R]], items: list[Any]
     ) -> list[R]:
-        gate = asyncio.Semaphore(self.concurrency)
-        limiter = self.limiter
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.concurrency)
+        gate, limiter = self._gate, self.limiter
 
-        async def start(item: object) -> R:
+        async def begin(item: object) -> R:
             async with gate:
                 if limiter is not None:
                     await limiter.wait_async()
                 return await one_async(item)
 
-        tasks = [asyncio.ensure_future(start(item)) for item in items]
+        tasks = [asyncio.ensure_future(begin(item)) for item in items]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -176,12 +193,24 @@ class Runner:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self) -> None:
-        """Stop the loop's thread or the pool (the items are all done by now)."""
+        """Stop the loop's thread or the pool; items still in flight (started ahead of an
+        error) are cancelled, those not started dropped."""
         loop, self._loop = self._loop, None
         if loop is not None and self._thread is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join()
             loop.close()
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _cancel_all() -> None:
+    """Cancel every other task of the running loop, and wait for them to end."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

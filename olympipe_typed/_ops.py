@@ -16,6 +16,7 @@ makes ``"inline"`` the reference semantics of every other backend.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Never, TypeAlias, cast
 
@@ -447,10 +448,15 @@ class Processor:
         # Keyed graphs (after a merge) number each item's outputs: they take ``each``, which
         # keeps an I/O stage's items in flight together as ``process_many`` does.
         self.each: Callable[[list[Any]], list[list[Any]]] | None = None
+        # A worker that reads ahead starts the next messages' items while this one's are in
+        # flight (``start_ahead``): ``concurrency`` items stay in flight across messages.
+        self.start_ahead: Callable[[list[Any]], None] | None = None
+        self._ahead: deque[tuple[list[Any], Callable[[], list[Any]]]] = deque()
         if self._runner is not None and (self._runner.is_async or self._runner.concurrency > 1):
             self.process_many = self._concurrent_many
             if not op.enveloped:
                 self.each = self._each
+                self.start_ahead = self._start_ahead
         if op.enveloped:
             self._envelop()
 
@@ -548,8 +554,12 @@ class Processor:
         Failures are handled here, in order, once the items are all done."""
         runner = self._runner
         assert runner is not None
+        if self._ahead and self._ahead[0][0] is items:  # started by start_ahead
+            results = self._ahead.popleft()[1]()
+        else:
+            results = runner.map(self._one, self._one_async, items)
         each: list[list[Any]] = []
-        for item, result in zip(items, runner.map(self._one, self._one_async, items), strict=True):
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, _Failed):
                 outputs: list[Any] = []
                 _, value = self._failed(item, result.exc)
@@ -559,6 +569,13 @@ class Processor:
             else:
                 each.append(result)
         return each
+
+    def _start_ahead(self, items: list[Any]) -> None:
+        """Start a message's items now, behind those started before; ``process_many`` of the
+        same list, later, waits for them (messages are processed in the order started)."""
+        runner = self._runner
+        assert runner is not None
+        self._ahead.append((items, runner.start(self._one, self._one_async, items)))
 
     def _one(self, item: object) -> list[Any] | _Failed:
         """One item of an I/O stage, in a thread: its outputs, after its retries."""

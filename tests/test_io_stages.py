@@ -387,3 +387,44 @@ def test_io_stage_after_a_merge_keeps_its_items_in_flight(
     elapsed = time.perf_counter() - start
     assert out == expected
     assert elapsed < 6.0, f"{elapsed:.2f} s: the items ran one at a time"
+
+
+@stage(concurrency=16)
+async def nap_or_fail(x: int) -> int:
+    if x == 20:
+        await asyncio.sleep(0.5)  # meanwhile the next messages start
+        msg = "item 20 is bad"
+        raise ValueError(msg)
+    await asyncio.sleep(30.0 if x >= 32 else 0.01)
+    return x
+
+
+@pytest.mark.parametrize("backend", CONCURRENT)
+def test_an_error_cancels_what_was_started_ahead(backend: Backend) -> None:
+    """Workers start the next messages' items while a message's are in flight; when an item
+    fails, the run raises its error at once, and the items started ahead (30 s naps) are
+    cancelled rather than waited for."""
+    start = time.perf_counter()
+    with pytest.raises(StageError) as info:
+        (source(range(400)) >> nap_or_fail).run(backend=backend)
+    assert info.value.stage == "nap_or_fail"
+    assert info.value.item_repr == "20"
+    assert time.perf_counter() - start < 15.0
+
+
+@stage(concurrency=8, on_error="collect")
+async def half_fail(x: int) -> int:
+    await asyncio.sleep(0.001)
+    if x % 2:
+        raise ValueError(x)
+    return x
+
+
+@pytest.mark.parametrize("backend", CONCURRENT)
+def test_failures_collected_across_messages_started_ahead(backend: Backend) -> None:
+    """Collected failures keep their order and none is lost when messages start ahead."""
+    pipeline = source(range(1000)) >> half_fail
+    assert pipeline.run(backend=backend) == list(range(0, 1000, 2))
+    report = pipeline.last_report
+    assert report is not None
+    assert [f.item for f in report.failures] == list(range(1, 1000, 2))

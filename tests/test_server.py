@@ -318,17 +318,20 @@ def test_server_answers_head_without_a_body(backend: Backend) -> None:
 
 def test_server_uses_no_cpu_while_idle(backend: Backend) -> None:
     """Ten seconds without a request cost the whole run under 1% of a core: the server blocks
-    in select(), and the run's own threads and workers look rarely while nothing comes (this
-    process, every thread of it, and every worker process are counted)."""
+    in select(), and the run's own threads and workers look rarely while nothing comes. What
+    the run started is counted (every thread and worker process), with the caller's thread;
+    what earlier tests left running in this process (a local Ray) is not."""
     port = _free_port()
+    me = psutil.Process()
+    earlier = ({t.id for t in me.threads()}, {c.pid for c in me.children(recursive=True)})
 
     def clients() -> float:
         _wait_listening(port)
         assert _request(port, "POST", "/x", 1) == (200, {"body": 1})
         time.sleep(1.0)  # the first request's aftermath: the feeder's and workers' ramp-up
-        before, started = _cpu(), time.monotonic()
+        before, started = _cpu(earlier), time.monotonic()
         time.sleep(10.0)  # the measured idle time
-        used = _cpu() - before
+        used = _cpu(earlier) - before
         assert time.monotonic() - started < 11.0
         assert _request(port, "POST", "/x", 2) == (200, {"body": 2})  # the last: limit(2)
         return used
@@ -343,15 +346,21 @@ def _same(body: T) -> T:
     return body
 
 
-def _cpu() -> float:
-    """CPU seconds used by this process and its children, every thread of them."""
+def _cpu(earlier: tuple[set[int], set[int]]) -> float:
+    """CPU seconds used by this process's main thread and the threads and child processes
+    (every thread of them) that were not there ``earlier``."""
+    threads, children = earlier
     me = psutil.Process()
-    times = me.cpu_times()
-    total = times.user + times.system
+    main = threading.main_thread().native_id
+    total = sum(
+        t.user_time + t.system_time for t in me.threads() if t.id == main or t.id not in threads
+    )
     for child in me.children(recursive=True):
+        if child.pid in children:
+            continue
         with contextlib.suppress(psutil.NoSuchProcess):
-            child_times = child.cpu_times()
-            total += child_times.user + child_times.system
+            times = child.cpu_times()
+            total += times.user + times.system
     return total
 
 

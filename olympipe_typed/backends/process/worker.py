@@ -7,6 +7,7 @@ import itertools
 import pickle
 import select
 import time
+from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,6 +19,7 @@ from ..._report import WorkerStats
 
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable
 
     from ..._errors import StageError
     from ..._ops import Processor
@@ -199,6 +201,10 @@ class Worker:
         reads, stop = self.reads, self.stop
         merging = len(reads) > 1
         timed = self.proc.op.seconds is not None
+        start_ahead = getattr(self.proc, "start_ahead", None)
+        if not merging and not timed and start_ahead is not None:
+            self._run_ahead(start_ahead)
+            return
         if not merging and not timed and stop is None:
             self._run_one()
             return
@@ -266,6 +272,51 @@ class Worker:
             msg = recv(conn, decoder, borrow=borrow)
             if msg is None or msg[0] == TAIL:
                 break
+            self._process([msg])
+            self._send(final=msg[1])
+            self._done(conn, len(msg[2]))
+            if msg[1]:
+                self.seq += self.step
+        # The parent is at its end: its other workers' pipes hold at most a TAIL and END.
+        tails = [] if msg is None else [msg]
+        self._drain([other for other in conns if other is not conn or msg is not None], tails)
+        self._end(tails)
+
+    def _run_ahead(self, start: Callable[[list[Any]], None]) -> None:
+        """``run`` for an I/O stage with one parent: the messages already waiting start behind
+        the one in hand, so that ``concurrency`` items stay in flight across messages (one
+        message at a time, the last items of each left the others idle); outputs still leave
+        message by message, in order."""
+        conns = self.reads[0]
+        decoder, borrow = self.decoder, self.borrow
+        ahead: deque[tuple[Message | None, Connection]] = deque()
+        started = 0  # items of the messages in ``ahead``
+        bound = 2 * self.proc.op.concurrency  # items started ahead, at most
+        look = self.seq  # the number of the message the next read brings
+        ended = False
+        read_no = itertools.count()
+        while True:
+            while not ended:
+                conn = conns[look % len(conns)]
+                if ahead and (started >= bound or not conn.poll(0)):
+                    break  # enough started, or nothing waiting: finish the first
+                if not next(read_no) % _READ_SAMPLE:
+                    self._count_read([conn])
+                if self.stop is not None:
+                    self._wait([conn])  # threads: watch for the run's stop meanwhile
+                msg = recv(conn, decoder, borrow=borrow)
+                ahead.append((msg, conn))
+                if msg is None or msg[0] == TAIL:
+                    ended = True
+                else:
+                    start(msg[2])
+                    started += len(msg[2])
+                    if msg[1]:
+                        look += self.step
+            msg, conn = ahead.popleft()
+            if msg is None or msg[0] == TAIL:
+                break
+            started -= len(msg[2])
             self._process([msg])
             self._send(final=msg[1])
             self._done(conn, len(msg[2]))
