@@ -48,11 +48,13 @@ demo: $(STAMP)
 	$(PY) -m examples.images
 
 BENCH_ARGS ?=
+IO_BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,ray,demo,bench]' --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --no-deps olympipe==2.2.0
 	$(PY) -m compileall -q olympipe_typed benchmarks
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.io_stages $(IO_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
