@@ -31,6 +31,9 @@ pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
 R = TypeVar("R")
 Reply = tuple[int, Any]  # a response's status and JSON body
+# Runs that end after a known number of requests also end after this long idle: a test whose
+# run would not end fails then, well before pytest's timeout.
+SAFETY = 30.0
 
 # Ray is left out: its stage actors need not share the machine of the server's reply channel.
 # $OLYMPIPE_TYPED_TEST_BACKENDS narrows them as for the conformance tests (the forkserver and
@@ -182,11 +185,15 @@ def _answer_body(item: tuple[Connection, Any]) -> str:
     return conn.path
 
 
-def _doubler(port: int, timeout: float = 3.0) -> Pipeline[int]:
+def _doubler(port: int, timeout: float = 3.0, *, count: int | None = None) -> Pipeline[int]:
+    """Doubles ``x``; ends after ``count`` requests when given (30 s idle: a safety net), else
+    after ``timeout`` seconds idle."""
+    idle = timeout if count is None else SAFETY
     server = Pipeline.server(
-        [("POST", "/double", _x)], port=port, host="127.0.0.1", inactivity_timeout=timeout
+        [("POST", "/double", _x)], port=port, host="127.0.0.1", inactivity_timeout=idle
     )
-    return server.task(_double).task(_answer)
+    pipeline = server.task(_double).task(_answer)
+    return pipeline if count is None else pipeline.limit(count)
 
 
 # -- the tests --
@@ -204,7 +211,7 @@ def test_server_answers_each_client_with_its_own_result(backend: Backend) -> Non
         with ThreadPoolExecutor(8) as pool:
             return [pair for part in pool.map(client, range(8)) for pair in part]
 
-    results, replies = _serve(_doubler(port), clients, backend=backend)
+    results, replies = _serve(_doubler(port, count=1000), clients, backend=backend)
     assert sorted(x for x, _ in replies) == list(range(1000))
     assert [reply for _, reply in replies] == [(200, {"y": 2 * x}) for x, _ in replies]
     assert sorted(results) == [2 * x for x in range(1000)]
@@ -223,7 +230,7 @@ def test_server_answers_from_workers_of_every_start_method(start_method: StartMe
         with ThreadPoolExecutor(4) as pool:
             return list(pool.map(client, range(40)))
 
-    results, replies = _serve(_doubler(port), clients, start_method=start_method)
+    results, replies = _serve(_doubler(port, count=40), clients, start_method=start_method)
     assert replies == [(200, {"y": 2 * x}) for x in range(40)]
     assert sorted(results) == [2 * x for x in range(40)]
 
@@ -253,7 +260,7 @@ def test_server_refuses_malformed_requests_and_keeps_serving(backend: Backend) -
             replies += [_exchange(port, data), _exchange(port, good)]
         return replies
 
-    results, replies = _serve(_doubler(port), clients, backend=backend)
+    results, replies = _serve(_doubler(port, count=11), clients, backend=backend)
     expected = [200]
     for status in [400] * 7 + [505, 404, 404]:
         expected += [status, 200]
@@ -287,8 +294,8 @@ def test_server_passes_none_for_a_body_that_is_not_json(backend: Backend) -> Non
             _continue(port, b"POST /echo HTTP/1.1\r\nContent-Length: 8\r\nExpect: 100-continue"),
         ]
 
-    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=2.0)
-    results, replies = _serve(server.task(_answer_body), clients, backend=backend)
+    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=SAFETY)
+    results, replies = _serve(server.task(_answer_body).limit(5), clients, backend=backend)
     assert replies[:3] == [(200, {"body": None}), (200, {"body": None}), (200, {"body": {"a": 1}})]
     assert replies[3:] == [(200, {"body": [1, 2]}), (200, {"body": {"b": 2}})]
     assert results == ["/echo"] * 5
@@ -308,9 +315,9 @@ def test_server_answers_head_without_a_body(backend: Backend) -> None:
         return b"".join(chunks)
 
     server = Pipeline.server(
-        [("HEAD", "/echo", _echo)], port=port, host="127.0.0.1", inactivity_timeout=1.0
+        [("HEAD", "/echo", _echo)], port=port, host="127.0.0.1", inactivity_timeout=SAFETY
     )
-    results, response = _serve(server.task(_answer_body), clients, backend=backend)
+    results, response = _serve(server.task(_answer_body).limit(1), clients, backend=backend)
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
     assert response.endswith(b"Content-Length: 14\r\nConnection: close\r\n\r\n")  # {"body": null}
     assert results == ["/echo"]
@@ -442,9 +449,10 @@ def test_server_handler_error_answers_500_and_keeps_serving(
         return [_request(port, "POST", "/x", {"x": x}) for x in (-1, 2)]
 
     server = Pipeline.server(
-        [("POST", "/x", _picky)], port=port, host="127.0.0.1", inactivity_timeout=1.0
+        [("POST", "/x", _picky)], port=port, host="127.0.0.1", inactivity_timeout=SAFETY
     )
-    results, replies = _serve(server.task(_double).task(_answer), clients, backend=backend)
+    pipeline = server.task(_double).task(_answer).limit(1)  # the handler's failure is no item
+    results, replies = _serve(pipeline, clients, backend=backend)
     assert replies == [(500, {"error": "x must be >= 0"}), (200, {"y": 4})]
     assert results == [4]
     err = capsys.readouterr().err
@@ -482,8 +490,8 @@ def test_send_json_response_answers_once(backend: Backend) -> None:
         _wait_listening(port)
         return _request(port, "POST", "/x", {"x": 5})
 
-    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=1.0)
-    results, reply = _serve(server.task(_answer_twice), clients, backend=backend)
+    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=SAFETY)
+    results, reply = _serve(server.task(_answer_twice).limit(1), clients, backend=backend)
     assert reply == (200, {"y": 5})
     [(first, again, raised, conn)] = results
     assert (first, again) == (True, False)
@@ -491,8 +499,8 @@ def test_send_json_response_answers_once(backend: Backend) -> None:
     assert send_json_response(pickle.loads(pickle.dumps(conn)), {"late": True}) is False
 
     port = _free_port()
-    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=1.0)
-    [error], reply = _serve(server.task(_answer_a_set), clients, backend=backend)
+    server = Pipeline.server(routes, port=port, host="127.0.0.1", inactivity_timeout=SAFETY)
+    [error], reply = _serve(server.task(_answer_a_set).limit(1), clients, backend=backend)
     assert error == "Object of type set is not JSON serializable"
     assert reply == (500, {"error": f"the answer could not be encoded as JSON: {error}"})
 
@@ -652,7 +660,7 @@ def test_server_stops_accepting_while_the_pipeline_is_behind(
         return replies
 
     server = Pipeline.server(
-        [("POST", "/double", held)], port=port, host="127.0.0.1", inactivity_timeout=3.0
+        [("POST", "/double", held)], port=port, host="127.0.0.1", inactivity_timeout=1.0
     )
     results, replies = _serve(server.task(_double).task(_answer), clients, backend=backend)
     assert paused.is_set()
