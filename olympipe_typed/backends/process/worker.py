@@ -272,12 +272,21 @@ class Worker:
             msg = recv(conn, decoder, borrow=borrow)
             if msg is None or msg[0] == TAIL:
                 break
-            self._process([msg])
-            self._send(final=msg[1])
-            self._done(conn, len(msg[2]))
-            if msg[1]:
-                self.seq += self.step
-        # The parent is at its end: its other workers' pipes hold at most a TAIL and END.
+            self._pass_on(msg, conn)
+        self._parent_ended(msg, conn)
+
+    def _pass_on(self, msg: Message, conn: Connection) -> None:
+        """Process one message of the one parent, send its outputs, free its place."""
+        self._process([msg])
+        self._send(final=msg[1])
+        self._done(conn, len(msg[2]))
+        if msg[1]:
+            self.seq += self.step
+
+    def _parent_ended(self, msg: Message | None, conn: Connection) -> None:
+        """The one parent is at its end (``msg``, END or its TAIL, came on ``conn``): its other
+        workers' pipes hold at most a TAIL and END."""
+        conns = self.reads[0]
         tails = [] if msg is None else [msg]
         self._drain([other for other in conns if other is not conn or msg is not None], tails)
         self._end(tails)
@@ -317,15 +326,8 @@ class Worker:
             if msg is None or msg[0] == TAIL:
                 break
             started -= len(msg[2])
-            self._process([msg])
-            self._send(final=msg[1])
-            self._done(conn, len(msg[2]))
-            if msg[1]:
-                self.seq += self.step
-        # The parent is at its end: its other workers' pipes hold at most a TAIL and END.
-        tails = [] if msg is None else [msg]
-        self._drain([other for other in conns if other is not conn or msg is not None], tails)
-        self._end(tails)
+            self._pass_on(msg, conn)
+        self._parent_ended(msg, conn)
 
     def _drain(self, conns: list[Connection], tails: list[Message]) -> None:
         """Read the pipes of finished parents up to their END, keeping the TAILs before it."""
