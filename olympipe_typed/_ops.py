@@ -816,6 +816,10 @@ class _Failed:
         self.exc = exc
 
 
+# Kinds whose one output of an item keeps the item's key in a keyed graph (others number theirs).
+ONE_TO_ONE: Final = frozenset({"map", "filter", "limit", "timeout", "merge"})
+
+
 def number_outputs(
     pairs: list[tuple[tuple[Any, ...], Any]],
     each: list[list[Any]],
@@ -825,7 +829,7 @@ def number_outputs(
 ) -> None:
     """A keyed graph's outputs of ``(key, item)`` pairs, ``each`` item's outputs in turn: one
     output of a one-to-one stage keeps its item's key, others are numbered after it."""
-    one_to_one = kind in ("map", "filter", "limit", "timeout", "merge")
+    one_to_one = kind in ONE_TO_ONE
     for (key, _), outputs in zip(pairs, each, strict=True):
         out += outputs
         if len(outputs) == 1 and one_to_one:

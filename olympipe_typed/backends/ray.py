@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
-from .._ops import count_items, log_skipped, number_outputs
+from .._ops import ONE_TO_ONE, count_items, log_skipped, number_outputs
 from .._report import WorkerStats
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ class OlympipeStage:
             start = len(out)
             proc.process(item, out.append)
             n = len(out) - start
-            if n == 1 and proc.op.kind in ("map", "filter", "limit", "timeout", "merge"):
+            if n == 1 and proc.op.kind in ONE_TO_ONE:
                 keys.append(key)
             else:
                 keys += [(*key, j) for j in range(n)]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._failures import Failure
 from ..._hints import short_repr
-from ..._ops import count_items, number_outputs
+from ..._ops import ONE_TO_ONE, count_items, number_outputs
 from ..._planner import FusedProcessor
 from ..._report import WorkerStats
 
@@ -465,7 +465,7 @@ class Worker:
             start = len(self.out)
             proc.process(item, self.out.append)
             n = len(self.out) - start
-            if n == 1 and proc.op.kind in ("map", "filter", "limit", "timeout", "merge"):
+            if n == 1 and proc.op.kind in ONE_TO_ONE:
                 self.out_keys.append(key)
             else:
                 self.out_keys += [(*key, j) for j in range(n)]
