@@ -13,7 +13,7 @@ $(PY):
 # A plain path entry for the editable install (no import hook to load at every start-up),
 # and compiled bytecode even where PYTHONDONTWRITEBYTECODE is set.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev,ray,demo]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[dev,ray,demo,compat-test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -50,7 +50,7 @@ demo: $(STAMP)
 BENCH_ARGS ?=
 IO_BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,ray,demo,bench]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[dev,ray,demo,compat-test,bench]' --config-settings editable_mode=compat
 	$(PY) -m pip install --quiet --no-deps olympipe==2.2.0
 	$(PY) -m compileall -q olympipe_typed benchmarks
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

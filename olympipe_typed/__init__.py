@@ -14,6 +14,7 @@ from ._errors import FailureBudgetExceeded as FailureBudgetExceeded
 from ._errors import ItemTimeout as ItemTimeout
 from ._errors import JournalMismatch as JournalMismatch
 from ._errors import PipelineError as PipelineError
+from ._errors import PipelineExecutionError as PipelineExecutionError
 from ._errors import SourceError as SourceError
 from ._errors import StageError as StageError
 from ._errors import StageTypeError as StageTypeError
@@ -74,6 +75,7 @@ __all__ = [
     "JournalMismatch",
     "Pipeline",
     "PipelineError",
+    "PipelineExecutionError",
     "RunReport",
     "SourceError",
     "Stage",

@@ -11,6 +11,7 @@ __all__ = [
     "ItemTimeout",
     "JournalMismatch",
     "PipelineError",
+    "PipelineExecutionError",
     "SourceError",
     "StageError",
     "StageTypeError",
@@ -23,7 +24,23 @@ class PipelineError(Exception):
     """Base class of every exception raised by olympipe_typed."""
 
 
-class StageError(PipelineError):
+class PipelineExecutionError(PipelineError, RuntimeError):
+    """Base class of what a run raises when it fails while running: a stage raised
+    (``StageError``, ``StageTypeError``), a worker died, the source raised, an item ran out
+    of time, the failure budget was spent.
+
+    It is olympipe's name for its one run error, a ``RuntimeError``: code written for
+    olympipe that catches either keeps catching these. ``errors`` is olympipe's list of
+    error texts (here the one error's).
+    """
+
+    @property
+    def errors(self) -> list[str]:
+        """The error's text, as a one-item list (olympipe lists one text per failed worker)."""
+        return [str(self)]
+
+
+class StageError(PipelineExecutionError):
     """Raised when a stage function raises; the original exception is ``__cause__``.
 
     When the stage ran in another process, ``traceback`` holds the worker's traceback
@@ -45,7 +62,7 @@ class StageError(PipelineError):
         return text
 
 
-class WorkerDied(PipelineError):
+class WorkerDied(PipelineExecutionError):
     """Raised when a worker process exits abnormally (killed, segfault, ``os._exit``)."""
 
     def __init__(self, stage: str, pid: int | None, exitcode: int | None, hint: str = "") -> None:
@@ -74,7 +91,7 @@ class WorkerDied(PipelineError):
         return f"a worker of stage {self.stage!r} (pid {self.pid}) {how}{hint}{more}"
 
 
-class SourceError(PipelineError):
+class SourceError(PipelineExecutionError):
     """Raised when the source iterable raises; the original exception is ``__cause__``."""
 
     def __init__(self, message: str) -> None:
@@ -85,7 +102,7 @@ class SourceError(PipelineError):
         return self.message
 
 
-class StageTypeError(PipelineError, TypeError):
+class StageTypeError(PipelineExecutionError, TypeError):
     """Raised with ``check_types=True`` when an item does not match a stage's annotation."""
 
     def __init__(self, stage: str, where: str, expected: str, actual: str, item_repr: str) -> None:
@@ -114,7 +131,7 @@ class WiringError(PipelineError, TypeError):
         return self.message
 
 
-class ItemTimeout(PipelineError):
+class ItemTimeout(PipelineExecutionError):
     """An item ran longer than its stage's ``item_timeout``: its worker was stopped and
     replaced. It follows the stage's ``on_error`` like any exception the stage raises."""
 
@@ -131,7 +148,7 @@ class ItemTimeout(PipelineError):
         )
 
 
-class FailureBudgetExceeded(PipelineError):
+class FailureBudgetExceeded(PipelineExecutionError):
     """More items failed under ``on_error="collect"`` than ``max_failures`` allows.
 
     ``counts`` maps each stage to its failures so far, ``entered`` to the items it took;

@@ -190,6 +190,28 @@ def _check_policy(value: object) -> None:
         raise ValueError(msg)
 
 
+class DropIfNone:
+    """olympipe's ``on_error``: ``handler(item, exc)`` replaces the failed item, and ``None``
+    drops it (a plain callable ``on_error`` passes ``None`` on as the item)."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[Any, Exception], object]) -> None:
+        self.handler = handler
+
+    def __call__(self, item: object, exc: Exception) -> object:
+        return self.handler(item, exc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DropIfNone) and other.handler == self.handler
+
+    def __hash__(self) -> int:
+        return hash(self.handler)
+
+    def __repr__(self) -> str:
+        return f"DropIfNone({label_of(self.handler)})"
+
+
 def _check_resources(value: object) -> None:
     if value is None:
         return
@@ -670,7 +692,10 @@ class Processor:
             return False, None
         if callable(policy):
             replace = cast("Callable[[object, Exception], object]", policy)
-            return False, (replace(item, exc),)
+            value = replace(item, exc)
+            if value is None and isinstance(policy, DropIfNone):
+                return False, None
+            return False, (value,)
         msg = f"{type(exc).__name__}: {exc}"
         raise StageError(self.name, short_repr(item), msg) from exc
 

@@ -8,23 +8,36 @@ for (a node shared by several of them runs once) and hand it to a backend.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast, final, overload
 
 from ._graph import PNode, SourceNode, SourceSpec, apply, compile_graph, gather
-from ._ops import ClassSpec, Op, Options, check_int, check_seconds, label_of, method_ref
+from ._ops import (
+    ClassSpec,
+    DropIfNone,
+    Op,
+    Options,
+    check_int,
+    check_seconds,
+    label_of,
+    method_ref,
+)
 from ._stage import Batch, Stage, _Call, as_template, make_op
 from ._template import Leaf
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._report import RunReport
+    from ._monitor import StageQueue
+    from ._report import Recorder, RunReport
     from ._server import Connection, RouteHandler
+    from .olympipe.pipes.generic import GenericPipe
 
 T_co = TypeVar("T_co", covariant=True)
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 C = TypeVar("C")
 A = TypeVar("A")
 B = TypeVar("B")
@@ -58,6 +71,11 @@ class CacheEnvelope(Generic[T_co]):
         self.data = data
         self.key = key
 
+    @property
+    def lineage_hash(self) -> str:
+        """olympipe's name for ``key``."""
+        return self.key
+
     def __repr__(self) -> str:
         return f"CacheEnvelope({self.data!r}, key={self.key[:12]!r})"
 
@@ -86,12 +104,13 @@ class Pipeline(Generic[T_co]):
     ['0', '10', '20', '30']
     """
 
-    __slots__ = ("_node", "_report")
+    __slots__ = ("_live", "_node", "_report")
 
     def __init__(self, datas: Iterable[T_co], /) -> None:
         _check_instance("a pipeline's source", datas, Iterable, "an iterable")
         self._node: PNode = SourceNode(SourceSpec(datas))
         self._report: RunReport | None = None
+        self._live: Recorder | None = None
 
     @property
     def last_report(self) -> RunReport | None:
@@ -104,6 +123,27 @@ class Pipeline(Generic[T_co]):
         3
         """
         return self._report
+
+    @property
+    def queues(self) -> Mapping[str, StageQueue]:
+        """What is in flight at each stage of this pipeline's current or last run, by stage
+        name (olympipe's ``Pipeline.queues``); empty before the first run. Read-only, and
+        live on the process and thread backends: another thread can watch a run with it.
+
+        >>> p = source(range(3)).task(lambda x: x + 1)
+        >>> p.run(backend="inline")
+        [1, 2, 3]
+        >>> q = p.queues["<lambda>"]
+        >>> (q.items_in, q.items_out, q.qsize(), q.is_closed)
+        (3, 3, 0, True)
+        """
+        recorder = self._live
+        if recorder is None:
+            return {}
+        from ._monitor import StageQueue
+
+        stages = (n.name for n in recorder.graph.nodes if n.op is not None)
+        return MappingProxyType({name: StageQueue(recorder, name) for name in stages})
 
     def _then(self, op: Op) -> Pipeline[Any]:
         return _wrap(apply(self._node, Leaf(op)))
@@ -236,6 +276,7 @@ class Pipeline(Generic[T_co]):
     def wait_for_completion(
         self,
         other_pipes: Sequence[Pipeline[object]] | None = None,
+        debug_graph: PathLike | None = None,
         *,
         backend: Backend = "process",
         progress: bool = False,
@@ -249,11 +290,14 @@ class Pipeline(Generic[T_co]):
         """Run, discarding outputs (for pipelines whose stages are sinks).
 
         The options are ``run()``'s; with ``journal=``, an item counts as done once every
-        stage has processed it, and a resumed run skips the done items.
+        stage has processed it, and a resumed run skips the done items. ``debug_graph``
+        (olympipe's): a file to write the graph to first, as ``print_graph`` does.
         """
         if journal is not None and other_pipes:
             msg = "journal= takes one pipeline: wait_for_completion() with other_pipes cannot"
             raise ValueError(msg)
+        if debug_graph is not None:
+            _write_graph([self, *(other_pipes or ())], debug_graph)
         events = _execute(
             [self, *(other_pipes or ())],
             backend=backend,
@@ -274,10 +318,25 @@ class Pipeline(Generic[T_co]):
 
     # -- the olympipe-style fluent API --
 
-    def task(self, task: Callable[[T_co], R], count: int | None = None) -> Pipeline[R]:
+    def task(
+        self,
+        task: Callable[[T_co], R],
+        count: int | None = None,
+        on_error: Callable[[T_co, Exception], R | None] | None = None,
+    ) -> Pipeline[R]:
         """Apply ``task`` to each item, with ``count`` workers (None: the planner chooses,
-        fusing it with its neighbours where it can); order kept."""
-        return self._then(_op("map", task, Options(workers=count)))
+        fusing it with its neighbours where it can); order kept.
+
+        ``on_error(item, exc)``, as in olympipe: called when ``task`` raises; what it
+        returns replaces the item, and ``None`` drops it. Without it, an error stops the
+        run (``StageError``).
+        """
+        if on_error is None:
+            return self._then(_op("map", task, Options(workers=count)))
+        if not callable(cast("object", on_error)):  # for callers mypy does not see
+            msg = f"on_error must be a callable or None (got {on_error!r})"
+            raise TypeError(msg)
+        return self._then(_op("map", task, Options(workers=count, on_error=DropIfNone(on_error))))
 
     @overload
     def filter(self: Pipeline[R | None]) -> Pipeline[R]: ...
@@ -319,6 +378,16 @@ class Pipeline(Generic[T_co]):
         """Fold every item into ``accumulator`` with ``reducer(item, acc)``; emit the result once."""
         op = Op("reduce", reducer, label=f"reduce({label_of(reducer)})", initial=accumulator)
         return self._then(op)
+
+    def checkpoint(
+        self, initial: S, reducer: Callable[[T_co, S], S], emitter: Callable[[S], Iterable[R]]
+    ) -> Pipeline[R]:
+        """Fold every item into a state with ``reducer(item, state)``, starting from
+        ``initial``; once the flow has ended, emit the items of ``emitter(state)``
+        (olympipe's ``checkpoint``: a ``reduce`` whose result is several items)."""
+        label = f"checkpoint({label_of(reducer)})"
+        state: Pipeline[S] = self._then(Op("reduce", reducer, label=label, initial=initial))
+        return state._then(_op("flat", emitter, Options()))
 
     def class_task(
         self,
@@ -442,19 +511,62 @@ class Pipeline(Generic[T_co]):
         """The results inside ``cached_task``'s envelopes."""
         return self._then(Op("map", _uncache, label="uncache"))
 
+    def create_pipe(self, pipe_class: type[GenericPipe[Any, R]], /, **kwargs: Any) -> Pipeline[R]:
+        """olympipe's way to add a step by its class (``olympipe_typed.olympipe.GenericPipe``
+        and its subclasses): ``count=`` workers (default 1), each of which builds one
+        ``pipe_class(**kwargs)`` and calls its ``_perform_task`` on every item. A built-in
+        step class (``TaskPipe``, ``BatchPipe``, ...) adds its method (``task``, ``batch``, ...)
+        with ``kwargs`` as its arguments."""
+        from .olympipe.pipes.generic import step_of
+
+        made = step_of(self, pipe_class, kwargs)
+        return made if isinstance(made, Pipeline) else self._then(made)
+
+    def cleanup(self) -> None:
+        """olympipe compatibility: nothing to do, as every run stops its processes and frees
+        its queues before it returns (or raises)."""
+
+    @staticmethod
+    def are_pipelines_running(pipes: Sequence[Pipeline[object]]) -> bool:
+        """Whether a run of any of ``pipes`` is going on (in another thread)."""
+        return any(p._live is not None and p._live.ended is None for p in pipes)
+
     def start(self) -> Self:
         """Olympipe compatibility: running starts at ``wait_for_result()``; returns ``self``."""
         return self
 
-    def wait_for_result(self, *, backend: Backend = "process") -> list[T_co]:
-        """Run the pipeline and return its outputs (olympipe's name for ``run()``)."""
+    def wait_for_result(
+        self, debug_graph: PathLike | None = None, *, backend: Backend = "process"
+    ) -> list[T_co]:
+        """Run the pipeline and return its outputs (olympipe's name for ``run()``).
+
+        ``debug_graph``: a file to write the graph to first, as ``print_graph`` does.
+        """
+        if debug_graph is not None:
+            self.print_graph(debug_graph)
         return self.run(backend=backend)
 
     def wait_for_results(
-        self, other_pipes: Sequence[Pipeline[R]] | None = None, *, backend: Backend = "process"
+        self,
+        other_pipes: Sequence[Pipeline[R]] | None = None,
+        debug_graph: PathLike | None = None,
+        *,
+        backend: Backend = "process",
     ) -> list[list[T_co | R]]:
-        """Run this pipeline and ``other_pipes`` as one graph; one list of results each."""
-        return Pipeline.wait_for_all_results([self, *(other_pipes or ())], backend=backend)
+        """Run this pipeline and ``other_pipes`` as one graph; one list of results each.
+
+        ``debug_graph``: a file to write the graph to first, as ``print_graph`` does.
+        """
+        pipes: list[Pipeline[T_co | R]] = [self, *(other_pipes or ())]
+        if debug_graph is not None:
+            _write_graph(pipes, debug_graph)
+        return Pipeline.wait_for_all_results(pipes, backend=backend)
+
+    def print_graph(self, debug_graph: PathLike) -> None:
+        """Write the graph to the file ``debug_graph``, in Graphviz dot (``to_dot()``);
+        ``dot -Tpng FILE -o FILE.png`` draws it. (olympipe writes the same dot text to that
+        file, and renders it with Graphviz when its Python package is installed.)"""
+        _write_graph([self], debug_graph)
 
     def wait_and_reduce(
         self, accumulator: R, reducer: Callable[[T_co, R], R], *, backend: Backend = "process"
@@ -505,7 +617,16 @@ def _wrap(node: PNode) -> Pipeline[Any]:
     p: Pipeline[Any] = object.__new__(Pipeline)  # pyright: ignore[reportUnknownVariableType]
     p._node = node
     p._report = None
+    p._live = None
     return p
+
+
+def _write_graph(pipes: Sequence[Pipeline[object]], path: PathLike) -> None:
+    """The graph behind ``pipes``, in dot, written to ``path``."""
+    from ._render import to_dot
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(to_dot(compile_graph([p._node for p in pipes])))
 
 
 def _node_name(node: PNode) -> str:
@@ -520,7 +641,29 @@ def _op(kind: Literal["map", "flat", "filter"], fn: object, options: Options) ->
     if not callable(fn):
         msg = f"expected a callable, got {type(fn).__qualname__}"
         raise TypeError(msg)
+    if options.workers is None and _holds_state(fn):
+        options = options.replace(workers=1)
     return make_op(kind, fn, options)
+
+
+def _holds_state(fn: object) -> bool:
+    """Whether ``fn`` is an object's method or a callable object: something whose state
+    the items may change (a counter, a cache). olympipe runs such a step in one process,
+    and so does the fluent API when no ``count`` is given: copies in several workers would
+    each see part of the items."""
+    import types
+
+    if isinstance(fn, types.MethodType):
+        return not isinstance(fn.__self__, type | types.ModuleType)
+    plain = (
+        types.FunctionType,
+        types.BuiltinFunctionType,
+        types.MethodDescriptorType,
+        types.WrapperDescriptorType,
+        types.MethodWrapperType,
+        type,
+    )
+    return not isinstance(fn, plain) and type(fn).__module__ not in ("functools", "operator")
 
 
 def _check_instance(what: str, value: object, cls: type, expected: str) -> None:
@@ -720,6 +863,8 @@ def _execute(
             raise
         graph = book.graph_to_run()
     recorder = Recorder(graph, backend, progress=progress, failures=log)
+    for p in pipelines:
+        p._live = recorder
     completed = False
     try:
         if book is None or not book.finished:

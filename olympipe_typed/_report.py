@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, TextIO, final
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ._failures import Failure, FailureLog
     from ._graph import Graph
@@ -414,6 +414,8 @@ class Recorder:
             failures = FailureLog(None, None)
         self.failure_log = failures
         self.plan: Plan | None = None  # the backend's physical plan, once it has made it
+        # Items each source has sent so far: a count, or a function that reads it live.
+        self.sources: dict[str, int | Callable[[], int]] = {}
 
     def fail(self, stage: str, worker: int, failures: list[Failure[Any]], entered: int) -> None:
         """A worker's newly collected failures (raises FailureBudgetExceeded when spent)."""
@@ -440,7 +442,30 @@ class Recorder:
         if self.progress is not None:
             self.progress.show(self.counts)
 
+    def totals(self, stage: str) -> tuple[int, int]:
+        """Items a stage has taken and emitted so far (``Pipeline.queues``)."""
+        counts = list(self.counts.get(stage, {}).values())
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    def fed(self, stage: str) -> int:
+        """Items a stage's parents have sent it so far (each parent sends it every item)."""
+        node = next((n for n in self.graph.nodes if n.name == stage), None)
+        if node is None:
+            return 0
+        total = 0
+        for parent in (self.graph.nodes[p] for p in node.parents):
+            if parent.op is not None:
+                total += self.totals(parent.name)[1]
+                continue
+            count = self.sources.get(parent.name)
+            if count is None:  # a backend that does not count its sources: nothing waiting
+                return self.totals(stage)[0]
+            total += count if isinstance(count, int) else count()
+        return total
+
     def finish(self, *, completed: bool) -> None:
+        # The sources' last counts, not the feeders that kept them.
+        self.sources = {k: v if isinstance(v, int) else v() for k, v in self.sources.items()}
         if self.ended is None:
             self.ended = time.perf_counter()
             self.completed = completed

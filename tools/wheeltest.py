@@ -102,7 +102,7 @@ def legs() -> list[Leg]:
     """The legs of ``make test``, in the order they run."""
     every_python = [*CORE, *FIRST, *EXTRA]
     return [
-        Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot"),
+        Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot,compat-test"),
         Leg("3.11", "spawn", [*CORE, *FIRST], "dev,demo", "not ray", "process"),
         Leg("3.11", "forkserver", [*FORKSERVER, *FIRST], "dev,demo", "not ray", "process"),
         Leg("3.12", "", every_python, "dev,demo", "not ray", "process"),

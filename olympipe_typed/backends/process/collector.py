@@ -226,6 +226,8 @@ class Run:
                 least=max((n.op.concurrency for n in graph.nodes if n.op is not None), default=1),
             )
             feeder.receivers = [first_stage(graph.nodes[c]) for c in node.children]
+            if self.recorder is not None:  # Pipeline.queues: what the source has sent
+                self.recorder.sources[node.name] = feeder.sent
             self.feeders.append(feeder)
             feeder.start()
 

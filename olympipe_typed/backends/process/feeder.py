@@ -266,6 +266,10 @@ class Feeder:
         self.seq += 1
         return len(items)
 
+    def sent(self) -> int:
+        """Items sent so far."""
+        return self.index
+
     def _end(self) -> None:
         """Send END, once (under the lock)."""
         if self.ended:

@@ -1,0 +1,1 @@
+"""olympipe's ``olympipe.helpers``."""

@@ -1,0 +1,1 @@
+"""olympipe's ``olympipe.pipes``: its step classes, usable with ``Pipeline.create_pipe``."""
