@@ -511,7 +511,9 @@ class Pipeline(Generic[T_co]):
         """The results inside ``cached_task``'s envelopes."""
         return self._then(Op("map", _uncache, label="uncache"))
 
-    def create_pipe(self, pipe_class: type[GenericPipe[Any, R]], /, **kwargs: Any) -> Pipeline[R]:
+    def create_pipe(
+        self: Pipeline[T], pipe_class: type[GenericPipe[T, R]], /, **kwargs: Any
+    ) -> Pipeline[R]:
         """olympipe's way to add a step by its class (``olympipe_typed.olympipe.GenericPipe``
         and its subclasses): ``count=`` workers (default 1), each of which builds one
         ``pipe_class(**kwargs)`` and calls its ``_perform_task`` on every item. A built-in
