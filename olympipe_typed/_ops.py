@@ -692,7 +692,14 @@ class Processor:
             return False, None
         if callable(policy):
             replace = cast("Callable[[object, Exception], object]", policy)
-            value = replace(item, exc)
+            try:
+                value = replace(item, exc)
+            except Exception as again:
+                msg = (
+                    f"its on_error handler raised {type(again).__name__}: {again} "
+                    f"(handling {type(exc).__name__}: {exc})"
+                )
+                raise StageError(self.name, short_repr(item), msg) from again
             if value is None and isinstance(policy, DropIfNone):
                 return False, None
             return False, (value,)

@@ -48,6 +48,7 @@ CORE = [
     "tests/test_errors.py",
     "tests/test_fluent.py",
     "tests/test_olympipe_readme.py",
+    "tests/test_olympipe_api.py",
     "tests/test_process_backend.py",
     "tests/test_faults.py",
     "tests/test_property.py",

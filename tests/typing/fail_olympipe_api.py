@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from olympipe_typed.olympipe import GenericPipe, Pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def parse(text: str) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import assert_type
+from typing import TYPE_CHECKING, assert_type
 
 import olympipe_typed.olympipe as olympipe
 from olympipe_typed.olympipe import GenericPipe, Pipeline, PipelineExecutionError
-from olympipe_typed.olympipe.pipes.cache import CacheEnvelope
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from olympipe_typed.olympipe.pipes.cache import CacheEnvelope
 
 
 def parse(text: str) -> int:

@@ -21,7 +21,20 @@ if TYPE_CHECKING:
 
 __all__ = ["GenericPipe", "step_of"]
 
-_SKIP: Any = object()
+
+class _Skip:
+    """The type of ``_SKIP``; a copy unpickled anywhere is ``_SKIP`` itself."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_SKIP"
+
+    def __repr__(self) -> str:
+        return "_SKIP"
+
+
+_SKIP: Any = _Skip()
 """Returned by ``_perform_task``: send nothing on for this item."""
 
 
@@ -60,7 +73,7 @@ class GenericPipe(Generic[InPacket, OutPacket]):
 def _outputs(pipe: GenericPipe[Any, Any], data: object) -> list[object]:
     """One item through a user's step: what goes on (nothing for ``_SKIP``)."""
     result = pipe._perform_task(data)
-    return [] if result is _SKIP else [result]
+    return [] if isinstance(result, _Skip) else [result]
 
 
 def step_of(
