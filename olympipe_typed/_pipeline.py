@@ -106,7 +106,17 @@ class Pipeline(Generic[T_co]):
 
     __slots__ = ("_live", "_node", "_report")
 
-    def __init__(self, datas: Iterable[T_co], /) -> None:
+    def __init__(
+        self,
+        datas: Iterable[T_co],
+        /,
+        *,
+        monitoring: bool | None = None,
+        inspect_messages: bool | None = None,
+    ) -> None:
+        """``monitoring`` and ``inspect_messages`` are olympipe's, accepted so that its
+        programs run: every run keeps live per-stage counts (``queues``) anyway, and the
+        items in flight are not copied."""
         _check_instance("a pipeline's source", datas, Iterable, "an iterable")
         self._node: PNode = SourceNode(SourceSpec(datas))
         self._report: RunReport | None = None

@@ -290,3 +290,9 @@ def test_what_a_failed_run_raises_is_a_pipeline_execution_error() -> None:
     assert isinstance(info.value, PipelineExecutionError)
     assert info.value.errors == [str(info.value)]
     assert "ValueError: 1" in info.value.errors[0]
+
+
+def test_olympipe_s_monitoring_arguments_are_accepted() -> None:
+    p = Pipeline([1, 2], monitoring=True, inspect_messages=True).task(abs)
+    assert p.wait_for_result(backend="inline") == [1, 2]
+    assert p.queues["abs"].items_out == 2
