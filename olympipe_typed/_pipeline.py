@@ -675,7 +675,12 @@ def _holds_state(fn: object) -> bool:
         types.MethodWrapperType,
         type,
     )
-    return not isinstance(fn, plain) and type(fn).__module__ not in ("functools", "operator")
+    module = type(fn).__module__
+    return not isinstance(fn, plain) and module.partition(".")[0] not in _STATELESS_MODULES
+
+
+# Callable objects that hold no state the items change: partials, itemgetters, our stages.
+_STATELESS_MODULES = frozenset({"functools", "operator", "olympipe_typed"})
 
 
 def _check_instance(what: str, value: object, cls: type, expected: str) -> None:

@@ -275,8 +275,7 @@ def server_example() -> None:
 
 
 def main() -> int:
-    import olympipe
-
+    olympipe = _lib("olympipe")
     assert olympipe is olympipe_typed.olympipe, olympipe
     if sys.argv[1] == "cli":
         sys.argv = ["olympict", *sys.argv[2:]]
