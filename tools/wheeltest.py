@@ -74,6 +74,7 @@ EXTRA = [
     "tests/test_docs.py",
     "tests/test_ship.py",
     "tests/test_cache.py",
+    "tests/test_pipe.py",
 ]
 SUMMARY = re.compile(r"=+ (?P<body>.*\d+ (?:passed|failed|error).*?) in [\d.]+s")
 

@@ -21,14 +21,15 @@ from ..._transport import SHM_DIR, Decoder, cleanup, seal, unseal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from multiprocessing.connection import Connection
 
     from ..._graph import Graph, Node
     from ..._report import Recorder
+    from .pipe import PipeEnd
 
 
 from .feeder import Feeder, is_feeder_end
 from .host import caller_log_level, running, ship, worker_main
+from .pipe import join, pipe
 from .plan import Pipes
 from .wire import TAIL, Credits, Message, Undecodable, Where, Writer, recv, unreadable
 
@@ -97,7 +98,7 @@ class Run:
         self.recorder = recorder
         self.threads = threads
         ctx: Any = multiprocessing.get_context(start_method)
-        self.plan = Pipes(graph, ctx, self.groups)
+        self.plan = Pipes(graph, self.groups)
         self.ctx: Any = ctx
         self.check_types = check_types
         self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
@@ -142,7 +143,7 @@ class Run:
             for w in range(plan.workers[node.id]):
                 reads = [plan.reads[(node.id, w)][p] for p in node.parents]
                 writes = plan.writes.get((node.id, w), {})
-                ctl_r, ctl_s = self.ctx.Pipe(duplex=False)
+                ctl_r, ctl_s = pipe()
                 stop = self.stop if self.threads else None
                 args = (
                     op_arg,
@@ -410,7 +411,7 @@ class Run:
             if feeder.error is not None:
                 raise feeder.error
 
-    def _read_control(self, conn: Connection, name: str) -> bool:
+    def _read_control(self, conn: PipeEnd, name: str) -> bool:
         """Handle one report from a worker; False once the worker has closed its end."""
         try:
             data = conn.recv_bytes()
@@ -475,8 +476,14 @@ class Run:
             err = StageError(stage, item, what, tb)
         raise err from cause
 
+    def _join(self, worker: Any, timeout: float) -> None:
+        if self.threads:
+            worker.join(timeout)
+        else:
+            join(worker, timeout)  # without importing multiprocessing.connection
+
     def _check_death(self, name: str, process: Any) -> None:
-        process.join(timeout=1.0)
+        self._join(process, 1.0)
         code = process.exitcode
         if code not in (0, None):
             # A failure report may still be in flight: let it win, it says more.
@@ -533,7 +540,7 @@ class Run:
         for _, p in self.procs:
             # Keep reading reports meanwhile: a close() that logs must not fill its pipe.
             while p.is_alive() and time.monotonic() < deadline:
-                p.join(timeout=min(_POLL, max(0.0, deadline - time.monotonic())))
+                self._join(p, min(_POLL, max(0.0, deadline - time.monotonic())))
                 self._read_controls()
         self._read_controls()  # a close() that raised is an error of the run, as inline
         for stage, count in self.skipped.items():
@@ -586,10 +593,10 @@ class Run:
                 conn.close()
         deadline = time.monotonic() + 5.0  # for all: stuck threads are waited for together
         for _, p in self.procs:
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            self._join(p, max(0.0, deadline - time.monotonic()))
             if not self.threads and p.is_alive():
                 p.kill()
-                p.join(timeout=1.0)
+                self._join(p, 1.0)
             if not self.threads and not p.is_alive():
                 p.close()  # its sentinel pipe, now rather than at garbage collection
         for _, conn in self.controls:

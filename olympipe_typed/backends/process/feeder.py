@@ -13,9 +13,9 @@ from ..._ops import count_items
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from multiprocessing.connection import Connection
 
     from ..._graph import Node
+    from .pipe import PipeEnd
     from .plan import Pipes
 
 
@@ -280,7 +280,7 @@ class Feeder:
         self.writer.encoder.close()
 
 
-def is_feeder_end(conn: Connection, plan: Pipes) -> bool:
+def is_feeder_end(conn: PipeEnd, plan: Pipes) -> bool:
     """Whether ``conn`` is a pipe end the caller's feeder threads write to."""
     for node in plan.graph.sources:
         for conns in plan.writes.get((node.id, 0), {}).values():

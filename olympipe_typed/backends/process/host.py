@@ -18,10 +18,9 @@ from ..._planner import FusedOp, FusedProcessor
 from ..._transport import Decoder, cleanup
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from ..._graph import Node
     from ..._ops import Op, Processor
+    from .pipe import PipeEnd
 
 
 from .wire import Control, Credits, Stopped, Undecodable, Where, Writer, unreadable
@@ -68,10 +67,10 @@ def worker_main(
     name: str,
     worker: int,
     count: int,
-    reads: list[list[Connection]],
-    writes: dict[int, list[Connection]],
+    reads: list[list[PipeEnd]],
+    writes: dict[int, list[PipeEnd]],
     ranks: dict[int, int] | None,
-    control_conn: Connection,
+    control_conn: PipeEnd,
     check_types: bool,
     keyed: bool,
     stop: threading.Event | None,

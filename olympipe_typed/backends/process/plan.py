@@ -3,13 +3,14 @@ and how they read them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .pipe import pipe
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from ..._graph import Graph, Node
     from ..._planner import Group
+    from .pipe import PipeEnd
 
 
 class Pipes:
@@ -18,7 +19,7 @@ class Pipes:
     ``graph`` is the physical graph (``_planner.physical``): a fused group is one node.
     """
 
-    def __init__(self, graph: Graph, ctx: Any, groups: list[Group | None]) -> None:
+    def __init__(self, graph: Graph, groups: list[Group | None]) -> None:
         self.graph = graph
         self.groups = groups
         self.keyed = any(len(n.parents) > 1 for n in graph.nodes)
@@ -58,12 +59,12 @@ class Pipes:
             if node_id in self.ooo and not self.free[node_id]
         ]
         # reads[(node, worker)][parent] -> connections indexed by parent worker
-        self.reads: dict[tuple[int, int], dict[int, list[Connection]]] = {}
+        self.reads: dict[tuple[int, int], dict[int, list[PipeEnd]]] = {}
         # writes[(node, worker)][child] -> connections indexed by child worker
-        self.writes: dict[tuple[int, int], dict[int, list[Connection]]] = {}
+        self.writes: dict[tuple[int, int], dict[int, list[PipeEnd]]] = {}
         # the caller reads each output node: outputs[index] -> connections by worker
-        self.outputs: list[list[Connection]] = []
-        self.child_side: list[Connection] = []  # ends the caller must close after start
+        self.outputs: list[list[PipeEnd]] = []
+        self.child_side: list[PipeEnd] = []  # ends the caller must close after start
         self.credit_slots: dict[tuple[int, int, int, int], int] = {}
         # Stages whose workers take at most this many queued items each (queue_size).
         self.limits = {
@@ -82,11 +83,11 @@ class Pipes:
         self.active = {n: _at_work(groups[n], self.workers[n]) for n in self.dealt}
         for node in graph.nodes:
             for child_id in node.children:
-                self._connect(node.id, child_id, ctx)
+                self._connect(node.id, child_id)
         for node_id in graph.outputs:
-            conns: list[Connection] = []
+            conns: list[PipeEnd] = []
             for w in range(self.workers[node_id]):
-                r, s = ctx.Pipe(duplex=False)
+                r, s = pipe()
                 self.writes.setdefault((node_id, w), {}).setdefault(
                     -1 - len(self.outputs), []
                 ).append(s)
@@ -94,10 +95,10 @@ class Pipes:
                 conns.append(r)
             self.outputs.append(conns)
 
-    def _connect(self, parent: int, child: int, ctx: Any) -> None:
+    def _connect(self, parent: int, child: int) -> None:
         for pw in range(self.workers[parent]):
             for cw in range(self.workers[child]):
-                r, s = ctx.Pipe(duplex=False)
+                r, s = pipe()
                 self.writes.setdefault((parent, pw), {}).setdefault(child, []).append(s)
                 self.reads.setdefault((child, cw), {}).setdefault(parent, []).append(r)
                 self.child_side += [r, s]

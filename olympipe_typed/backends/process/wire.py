@@ -17,8 +17,8 @@ from ..._transport import SHARED, Decoder, Encoder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from multiprocessing.connection import Connection
 
+    from .pipe import PipeEnd
     from .plan import Pipes
 
 
@@ -314,7 +314,7 @@ class Writer:
 
     def __init__(
         self,
-        targets: dict[int, list[Connection]],
+        targets: dict[int, list[PipeEnd]],
         ranks: dict[int, int] | None,
         prefix: str,
         ledger: Credits | None = None,
@@ -449,7 +449,7 @@ class Control:
     """A worker's pipe to the caller, for reports: one writer at a time (the stage's own
     threads may log while the worker reports its numbers)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: PipeEnd) -> None:
         self.conn = conn
         self.lock = threading.Lock()
 
@@ -459,7 +459,7 @@ class Control:
             self.conn.send_bytes(data)
 
 
-def recv(conn: Connection, decoder: Decoder, *, borrow: bool = False) -> Message | None:
+def recv(conn: PipeEnd, decoder: Decoder, *, borrow: bool = False) -> Message | None:
     data = conn.recv_bytes()  # EOFError, OSError: the writer is gone
     if data == END:
         return None

@@ -8,7 +8,6 @@ import pickle
 import select
 import time
 from collections import deque
-from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._failures import Failure
@@ -16,6 +15,7 @@ from ..._hints import short_repr
 from ..._ops import ONE_TO_ONE, count_items, number_outputs
 from ..._planner import FusedProcessor
 from ..._report import WorkerStats
+from .pipe import PipeEnd, wait
 
 if TYPE_CHECKING:
     import threading
@@ -61,7 +61,7 @@ class Worker:
         proc: Processor | FusedProcessor,
         worker: int,
         count: int,
-        reads: list[list[Connection]],
+        reads: list[list[PipeEnd]],
         writer: Writer,
         decoder: Decoder,
         keyed: bool,
@@ -81,7 +81,7 @@ class Worker:
         # Big buffers arrive as views of shared memory (no copy) unless the stage keeps items.
         self.borrow = not proc.op.stateful
         self.ledger: Credits | None = None  # where to tell producers what is done
-        self.slots: dict[Connection, int] = {}  # the ledger's slot of each counted input pipe
+        self.slots: dict[PipeEnd, int] = {}  # the ledger's slot of each counted input pipe
         self.stats = WorkerStats(time.perf_counter(), worker)
         # CPU time is read around a sample of the messages (a message every _CPU_SAMPLE
         # seconds at most), and the busy time scaled by what the sample used.
@@ -111,7 +111,7 @@ class Worker:
             if slot is not None
         }
 
-    def _done(self, conn: Connection, items: int) -> None:
+    def _done(self, conn: PipeEnd, items: int) -> None:
         slot = self.slots.get(conn)
         if slot is not None and self.ledger is not None:
             self.ledger.done(slot, items)
@@ -154,7 +154,7 @@ class Worker:
         """One parent whose workers send out of order: hold what comes early, process in
         number order, and say how far it has come (the reorder window's other end)."""
         conns = list(self.reads[0])
-        held: dict[int, tuple[Message, Connection]] = {}
+        held: dict[int, tuple[Message, PipeEnd]] = {}
         tails: list[Message] = []
         ledger = self.ledger
         while conns:
@@ -209,13 +209,13 @@ class Worker:
             self._run_one()
             return
         active = set(range(len(reads)))  # parents still sending numbered messages
-        draining: dict[Connection, int] = {}  # pipes of finished parents, read up to END
+        draining: dict[PipeEnd, int] = {}  # pipes of finished parents, read up to END
         tails: list[Message] = []
         while active:
             # The one pipe of each parent that carries message number self.seq.
             pending = {reads[p][self.seq % len(reads[p])]: p for p in active}
             msgs: list[Message] = []
-            taken: list[tuple[Connection, int]] = []  # (pipe, items) of the messages read
+            taken: list[tuple[PipeEnd, int]] = []  # (pipe, items) of the messages read
             while pending:
                 # Several pipes, a deadline or a stop to watch: read whichever pipe is ready,
                 # so that no writer blocks on us (one plain pipe is _run_one's).
@@ -275,7 +275,7 @@ class Worker:
             self._pass_on(msg, conn)
         self._parent_ended(msg, conn)
 
-    def _pass_on(self, msg: Message, conn: Connection) -> None:
+    def _pass_on(self, msg: Message, conn: PipeEnd) -> None:
         """Process one message of the one parent, send its outputs, free its place."""
         self._process([msg])
         self._send(final=msg[1])
@@ -283,7 +283,7 @@ class Worker:
         if msg[1]:
             self.seq += self.step
 
-    def _parent_ended(self, msg: Message | None, conn: Connection) -> None:
+    def _parent_ended(self, msg: Message | None, conn: PipeEnd) -> None:
         """The one parent is at its end (``msg``, END or its TAIL, came on ``conn``): its other
         workers' pipes hold at most a TAIL and END."""
         conns = self.reads[0]
@@ -298,7 +298,7 @@ class Worker:
         message by message, in order."""
         conns = self.reads[0]
         decoder, borrow = self.decoder, self.borrow
-        ahead: deque[tuple[Message | None, Connection]] = deque()
+        ahead: deque[tuple[Message | None, PipeEnd]] = deque()
         started = 0  # items of the messages in ``ahead``
         bound = 2 * self.proc.op.concurrency  # items started ahead, at most
         look = self.seq  # the number of the message the next read brings
@@ -329,7 +329,7 @@ class Worker:
             self._pass_on(msg, conn)
         self._parent_ended(msg, conn)
 
-    def _drain(self, conns: list[Connection], tails: list[Message]) -> None:
+    def _drain(self, conns: list[PipeEnd], tails: list[Message]) -> None:
         """Read the pipes of finished parents up to their END, keeping the TAILs before it."""
         while conns:
             for conn in self._wait(conns):
@@ -339,7 +339,7 @@ class Worker:
                 else:
                     tails.append(msg)
 
-    def _wait(self, conns: list[Connection]) -> list[Connection]:
+    def _wait(self, conns: list[PipeEnd]) -> list[PipeEnd]:
         """Wait for readable pipes; meanwhile run time-based behaviour and watch for stop."""
         at_once = self._count_read(conns)
         if at_once:
@@ -362,9 +362,9 @@ class Worker:
                 elif self.out:
                     self._send(final=False)
 
-    def _count_read(self, conns: list[Connection]) -> list[Connection]:
+    def _count_read(self, conns: list[PipeEnd]) -> list[PipeEnd]:
         """The pipes with a message already waiting; counted for the report's queue fill."""
-        ready: list[Connection] = select.select(conns, [], [], 0)[0]
+        ready: list[PipeEnd] = select.select(conns, [], [], 0)[0]
         self.stats.reads += 1
         if ready:
             self.stats.ready_reads += 1
