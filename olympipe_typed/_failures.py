@@ -16,8 +16,8 @@ One line of the file per failure::
 ``item_pickle`` (base64), which ``load_failures`` unpickles: load only files you wrote.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: typing.NamedTuple would compile each field's
+# string annotation at import (the process's first compile() costs about 1 ms of start-up).
 import os
 from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar, final
 
@@ -101,7 +101,9 @@ class FailureLog:
         self.entered: dict[str, dict[int, int]] = {}  # stage -> worker -> items it took
         self._file = None if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def add(self, stage: str, worker: int, failures: Iterable[Failure[Any]], entered: int) -> None:
+    def add(
+        self, stage: str, worker: int, failures: "Iterable[Failure[Any]]", entered: int
+    ) -> None:
         """A worker's new failures, and how many items it had taken by then."""
         self.entered.setdefault(stage, {})[worker] = entered
         for failure in failures:

@@ -227,7 +227,10 @@ def physical(
             chains.append(chain)
         chain_of[node.id] = chain
     auto = [c for c in chains if all(sizable(n.op) for n in c)]
-    per_group = 1 if threads else max(1, budget)
+    # A message goes to one worker, and the source's items are at least as many as its
+    # messages: no group gets more workers than a list, tuple or range source has items.
+    items = source_items(graph)
+    per_group = 1 if threads else max(1, budget if items is None else min(budget, items))
     new_id = {id(c): i for i, c in enumerate(chains)}
     nodes: list[Node] = []
     groups: list[Group | None] = []
@@ -259,6 +262,20 @@ def physical(
     physical_graph = Graph(nodes, [new_id[id(chain_of[o])] for o in graph.outputs])
     plan = Plan(mode, [g for g in groups if g is not None])
     return physical_graph, groups, plan
+
+
+def source_items(graph: Graph) -> int | None:
+    """How many items the graph's sources give in all, when they say (a list, tuple or range
+    given as it is); else None."""
+    total = 0
+    for node in graph.nodes:
+        spec = node.source
+        if spec is None:
+            continue
+        if spec.factory is not None or not isinstance(spec.data, (list, tuple, range)):
+            return None
+        total += len(spec.data)
+    return total
 
 
 def _as_written(node: Node) -> Group | None:

@@ -43,6 +43,10 @@ else:
     # imports inspect (about 11 ms of a 50 ms start-up). ``deprecated`` only marks overloads, which
     # never run, and Stage fills in Call's default itself (Stage.__class_getitem__).
     def TypeVar(name: str, *constraints: Any, default: Any = None, **options: Any) -> Any:
+        # A bound given as a string would be compiled at import (the process's first compile()
+        # costs about 1 ms); bounds are the checkers' business.
+        if isinstance(options.get("bound"), str):
+            del options["bound"]
         return typing.TypeVar(name, *constraints, **options)
 
     def deprecated(message: str, /) -> Callable[[T], T]:

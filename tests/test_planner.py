@@ -24,6 +24,9 @@ from olympipe_typed import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from olympipe_typed import Pipeline
     from olympipe_typed._pipeline import Backend
 
 pytestmark = pytest.mark.timeout(180)
@@ -80,6 +83,34 @@ def test_adjacent_function_stages_run_fused_in_one_group_per_core() -> None:
         "odd": (1000, len(expected)),
     }
     assert "inc+double+pair+odd: fused" in str(report)
+
+
+def items_gen(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+@pytest.mark.parametrize(
+    ("make", "workers"),
+    [
+        (lambda: source([5]), 1),
+        (lambda: source((5, 6)), min(CORES, 2)),
+        (lambda: source(range(0)), 1),
+        (lambda: source(range(3)), min(CORES, 3)),
+        (lambda: source(items_gen(1)), CORES),  # a generator does not say how many
+    ],
+    ids=["list of 1", "tuple of 2", "empty range", "range of 3", "generator"],
+)
+def test_no_group_gets_more_workers_than_the_source_has_items(
+    make: Callable[[], Pipeline[int]], workers: int
+) -> None:
+    """A message goes to one worker: a list, tuple or range of n items starts at most n."""
+    expected = (make() >> stage(inc) >> stage(double)).run(backend="inline")
+    p = make() >> stage(inc) >> stage(double)  # a generator is read once
+    assert p.run() == expected
+    report = p.last_report
+    assert report is not None
+    assert report.plan is not None
+    assert [(g.stages, g.workers) for g in report.plan.groups] == [(("inc", "double"), workers)]
 
 
 def test_per_stage_plan_runs_each_stage_as_written() -> None:

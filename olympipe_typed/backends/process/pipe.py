@@ -70,21 +70,24 @@ class PipeEnd:
 
     def send_bytes(self, data: Buffer) -> None:
         """Write one message. Raises ``BrokenPipeError`` once the read end is closed."""
-        view = memoryview(data).cast("B")
-        n = view.nbytes
+        if not isinstance(data, bytes):
+            data = memoryview(data).cast("B")
+        n = len(data)
         # Above 2 GiB the length is -1, and then the length in 8 bytes.
         header = b"\xff\xff\xff\xff" + n.to_bytes(8, "big") if n > _HUGE else n.to_bytes(4, "big")
         if n > _SMALL:
             self._write(header)
-            self._write(view)
+            self._write(data)
         else:
-            self._write(header + view.tobytes())
+            self._write(header + data)
 
     def _write(self, data: Buffer) -> None:
         fd = self.fileno()
-        view = memoryview(data)
-        while view:  # a signal can interrupt a large write part-way
-            view = view[os.write(fd, view) :]
+        done = os.write(fd, data)
+        if done < len(data):  # a signal can interrupt a large write part-way
+            view = memoryview(data)[done:]
+            while view:
+                view = view[os.write(fd, view) :]
 
     def recv_bytes(self) -> bytes:
         """Read one message. Raises ``EOFError`` once the write end is closed (and every
