@@ -63,10 +63,14 @@ class PipeEnd:
             raise OSError(msg)
         return self._fd
 
+    # Held by the class: an end collected while the interpreter shuts down may find this
+    # module's globals cleared already.
+    _os_close = staticmethod(os.close)
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
-            os.close(fd)
+            self._os_close(fd)
 
     def send_bytes(self, data: Buffer) -> None:
         """Write one message. Raises ``BrokenPipeError`` once the read end is closed."""
