@@ -136,18 +136,34 @@ def pipe() -> tuple[PipeEnd, PipeEnd]:
     return PipeEnd(r, readable=True, writable=False), PipeEnd(w, readable=False, writable=True)
 
 
+class Waiter:
+    """A wait for a loop that waits on nearly the same pipes each time: they stay registered
+    in one ``select.poll`` from call to call (about 1 µs a call, against 10 µs for a selector
+    built anew over eight pipes)."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.fds: dict[int, Any] = {}  # registered descriptor -> its object
+
+    def wait(self, objs: Sequence[Any], timeout: float | None) -> list[Any]:
+        """The objects of ``objs`` (pipe ends, or descriptors such as a process's sentinel)
+        that are ready to read, at their end or broken; empty after ``timeout`` seconds (never
+        if None). As ``multiprocessing.connection.wait``."""
+        fds = {obj if isinstance(obj, int) else obj.fileno(): obj for obj in objs}
+        old = self.fds
+        if fds.keys() != old.keys():
+            for fd in old.keys() - fds.keys():
+                self.poller.unregister(fd)
+            for fd in fds.keys() - old.keys():
+                self.poller.register(fd, select.POLLIN)
+        self.fds = fds
+        ms = None if timeout is None else max(0.0, timeout) * 1000.0
+        return [fds[fd] for fd, _ in self.poller.poll(ms)]
+
+
 def wait(objs: Sequence[Any], timeout: float | None) -> list[Any]:
-    """The objects of ``objs`` (pipe ends, or descriptors such as a process's sentinel) that
-    are ready to read, at their end or broken; empty after ``timeout`` seconds (never if
-    None). As ``multiprocessing.connection.wait``, on ``select.poll``."""
-    poller = select.poll()
-    by_fd: dict[int, Any] = {}
-    for obj in objs:
-        fd = obj if isinstance(obj, int) else obj.fileno()
-        by_fd[fd] = obj
-        poller.register(fd, select.POLLIN)
-    ms = None if timeout is None else max(0.0, timeout) * 1000.0
-    return [by_fd[fd] for fd, _ in poller.poll(ms)]
+    """``Waiter.wait`` once."""
+    return Waiter().wait(objs, timeout)
 
 
 def join(process: Any, timeout: float) -> None:
