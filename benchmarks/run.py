@@ -57,7 +57,16 @@ HIGHER_IS_BETTER = {"identity", "arrays", "images"}
 # Runs per cell by default. The CPU-bound cells and start-up move most with the load of a shared
 # machine (the single loop, which sets the ideal, varies by 10% from run to run): more runs
 # steady their medians. The others are costly (pypeln's identity run takes 100 s) and steadier.
-REPEATS = {"cpu": 7, "cpu_unbalanced": 7, "startup": 5, "heavy_tail": 7, "periodic_skew": 7}
+# The image job moves with the host's CPU speed (one system's runs drift from 31 to 44 images/s
+# within minutes): five runs, and its ratios to the pool are also taken round by round.
+REPEATS = {
+    "cpu": 7,
+    "cpu_unbalanced": 7,
+    "startup": 5,
+    "images": 5,
+    "heavy_tail": 7,
+    "periodic_skew": 7,
+}
 DEFAULT_REPEAT = 3
 
 
@@ -520,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             + "): absolute figures, and CPU-bound ones most, are not trustworthy; compare ratios"
         )
 
-    print_against_pool(names, systems, med, ideals)
+    print_against_pool(names, systems, med, ideals, cells)
 
     targets = check_targets(med, ideals)
     print()
@@ -551,11 +560,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def paired(name: str, cells: dict[str, dict[str, Cell]], system: str, other: str) -> float:
+    """The median over rounds of ``system``'s throughput over ``other``'s in the same round.
+
+    The systems of one round run minutes apart at most, so a drift of the host's CPU speed
+    over the whole benchmark cancels out of each round's ratio; it does not out of the ratio
+    of two medians taken from different moments. NaN when either cell failed or is missing.
+    """
+    a, b = cells.get(name, {}).get(system), cells.get(name, {}).get(other)
+    if a is None or b is None or a.problem is not None or b.problem is not None:
+        return math.nan
+    ratios = [
+        float(x["value"]) / float(y["value"])
+        if name in HIGHER_IS_BETTER
+        else float(y["value"]) / float(x["value"])
+        for x, y in zip(a.runs, b.runs, strict=True)  # run i of every system is in round i
+    ]
+    return statistics.median(ratios) if ratios else math.nan
+
+
 def print_against_pool(
-    names: list[str], systems: list[str], med: Any, ideals: dict[str, dict[str, Any]]
+    names: list[str],
+    systems: list[str],
+    med: Any,
+    ideals: dict[str, dict[str, Any]],
+    cells: dict[str, dict[str, Cell]],
 ) -> None:
     """The image and skewed workloads against one Pool over the composed stages: each system's
-    throughput as a ratio to the pool's, its share of the ideal, and what the hints gave."""
+    throughput as a ratio to the pool's (of the medians, and round by round), its share of the
+    ideal, and what the hints gave."""
     shown = [name for name in ("images", *workloads.SYNTHETIC) if name in names]
     if not shown:
         return
@@ -563,6 +596,9 @@ def print_against_pool(
     def throughput(name: str, system: str) -> float:
         value = float(med(name, system))
         return value if name in HIGHER_IS_BETTER else 1.0 / value
+
+    def fmt(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.2f}x"
 
     rows: list[list[str]] = []
     for name in shown:
@@ -573,6 +609,15 @@ def print_against_pool(
                     ratio(throughput(name, s), throughput(name, POOL))
                     if runs_on(s, name)
                     else "n/a"
+                    for s in systems
+                ),
+            ]
+        )
+        rows.append(
+            [
+                f"{name}: same round, median",
+                *(
+                    fmt(paired(name, cells, s, POOL)) if runs_on(s, name) else "n/a"
                     for s in systems
                 ),
             ]
@@ -601,6 +646,7 @@ def print_against_pool(
             "choice): "
             + "; ".join(
                 f"{name} {ratio(throughput(name, OURS + HINTS), throughput(name, OURS))}"
+                f" ({fmt(paired(name, cells, OURS + HINTS, OURS))} round by round)"
                 for name in hinted
             )
         )
