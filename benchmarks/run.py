@@ -54,6 +54,8 @@ UNITS = {
     "periodic_skew": "s",
 }
 HIGHER_IS_BETTER = {"identity", "arrays", "images"}
+# The workloads of the README's speed table against the hand-written chain.
+README_ROWS = ("identity", "cpu", "cpu_unbalanced", "arrays", "startup", "memory")
 # Runs per cell by default. The CPU-bound cells and start-up move most with the load of a shared
 # machine (the single loop, which sets the ideal, varies by 10% from run to run): more runs
 # steady their medians. The others are costly (pypeln's identity run takes 100 s) and steadier.
@@ -457,6 +459,19 @@ def main(argv: list[str] | None = None) -> int:
             )
     print()
     print(table("RATIOS (vs the hand-written chain, and vs the ideal for cpu)", header, ratio_rows))
+    same_round = [
+        f"{name}{' (both with hints)' if hinted else ''} "
+        f"{paired(name, cells, OURS + hinted, REFERENCE + hinted, values=True):.2f}x"
+        for name in names
+        if name in README_ROWS
+        for hinted in (HINTS if name in workloads.HINTED else "",)
+        if OURS + hinted in cells[name] and REFERENCE + hinted in cells[name]
+    ]
+    if same_round:
+        print(
+            f"  {OURS} / {REFERENCE}, the median of same-round ratios (the host's drift cancels): "
+            + "; ".join(same_round)
+        )
     for name, ideal_info in ideals.items():
         w = workloads.get(name, quick=args.quick)
         over = (
@@ -560,8 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def paired(name: str, cells: dict[str, dict[str, Cell]], system: str, other: str) -> float:
-    """The median over rounds of ``system``'s throughput over ``other``'s in the same round.
+def paired(
+    name: str, cells: dict[str, dict[str, Cell]], system: str, other: str, *, values: bool = False
+) -> float:
+    """The median over rounds of ``system``'s throughput over ``other``'s in the same round
+    (with ``values``, of its figure over ``other``'s, as the RATIOS table shows them).
 
     The systems of one round run minutes apart at most, so a drift of the host's CPU speed
     over the whole benchmark cancels out of each round's ratio; it does not out of the ratio
@@ -572,7 +590,7 @@ def paired(name: str, cells: dict[str, dict[str, Cell]], system: str, other: str
         return math.nan
     ratios = [
         float(x["value"]) / float(y["value"])
-        if name in HIGHER_IS_BETTER
+        if values or name in HIGHER_IS_BETTER
         else float(y["value"]) / float(x["value"])
         for x, y in zip(a.runs, b.runs, strict=True)  # run i of every system is in round i
     ]
