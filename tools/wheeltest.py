@@ -75,6 +75,7 @@ EXTRA = [
     "tests/test_ship.py",
     "tests/test_cache.py",
     "tests/test_pipe.py",
+    "tests/test_forked.py",
 ]
 SUMMARY = re.compile(r"=+ (?P<body>.*\d+ (?:passed|failed|error).*?) in [\d.]+s")
 

@@ -8,7 +8,8 @@ The files follow the data's way: ``plan`` (which pipes each worker reads and wri
 how), ``feeder`` (the source, cut into messages), ``host`` and ``worker`` (a worker's process
 and its loop), ``wire`` (messages and the counters that deal them), ``collector`` (the
 caller's side: start, outputs in order, re-planning, teardown), ``pipe`` (the pipes
-themselves, without ``multiprocessing.connection``) and ``signals``. The graph
+themselves, without ``multiprocessing.connection``), ``forked`` (fork workers, without
+``multiprocessing``) and ``signals``. The graph
 they run is the planner's physical one (``_planner``): a fused chain of stages is one node.
 
 Data moves in *messages*: ``(seq, final, items, keys)``. The feeder cuts the source into

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import os
 import pickle
 import signal
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
 
 from .feeder import Feeder, is_feeder_end
+from .forked import Forked, default_method
 from .host import caller_log_level, running, ship, worker_main
 from .pipe import Waiter, join, pipe
 from .plan import Pipes
@@ -73,9 +73,15 @@ class Run:
         self.graph = graph
         self.recorder = recorder
         self.threads = threads
-        ctx: Any = multiprocessing.get_context(start_method)
+        self.method = start_method or default_method()
+        # Fork workers are forked here, without multiprocessing (``forked``): loading it would
+        # cost every run about 10 ms. Spawn and forkserver workers are its processes.
+        self.ctx: Any = None
+        if self.method != "fork":
+            import multiprocessing
+
+            self.ctx = multiprocessing.get_context(self.method)
         self.plan = Pipes(graph, self.groups)
-        self.ctx: Any = ctx
         self.check_types = check_types
         self.procs: list[tuple[str, Any]] = []  # (stage name, Process or Thread)
         self.controls: list[tuple[str, Any]] = []
@@ -112,7 +118,7 @@ class Run:
             if node.op is None:
                 continue
             # Threads and forked children share the parent's memory: no need to unpickle.
-            shared = self.threads or self.ctx.get_start_method() == "fork"
+            shared = self.threads or self.method == "fork"
             shipped = ship(node.op, node, imported=not shared)
             op_arg = node.op if shared else shipped
             ranks = self._ranks(node)
@@ -157,6 +163,8 @@ class Run:
                         name=f"olympipe:{node.name}:{w}",
                         daemon=True,
                     )
+                elif self.ctx is None:
+                    worker = Forked(worker_main, args, f"olympipe:{node.name}:{w}")
                 else:
                     worker = self.ctx.Process(
                         target=worker_main,
@@ -467,7 +475,7 @@ class Run:
                 if ctl_name == name and not conn.closed and conn.poll(0.2):
                     self._read_control(conn, name)
             hint = ""
-            if name not in self.started and self.ctx.get_start_method() != "fork":
+            if name not in self.started and self.method != "fork":
                 hint = (
                     "it died while starting; a script that runs pipelines when imported must "
                     "do so under `if __name__ == '__main__':` (see its stderr)"

@@ -4,7 +4,6 @@ reports errors; and the stage, pickled for it."""
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import pickle
 import signal
@@ -182,8 +181,10 @@ def _settle_in_process() -> None:
     futures_thread = sys.modules.get("concurrent.futures.thread")
     if futures_thread is not None:
         futures_thread._threads_queues.clear()
-    me: Any = multiprocessing.current_process()
-    me._config.pop("daemon", None)
+    process = sys.modules.get("multiprocessing.process")  # a fork worker may run without it
+    if process is not None:
+        me: Any = process.current_process()
+        me._config.pop("daemon", None)
 
 
 def _watch_parent(prefix: str) -> None:
