@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 
 def default_method() -> str:
@@ -60,10 +60,16 @@ class Forked:
     def start(self) -> None:
         _flush_std_streams()  # else the child would write the parent's buffered output again
         read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-            os.close(read)
-            os._exit(_child(self._target, self._args, self.name))
+        # SIGTERM is held across the fork, until the child has its default action back: a
+        # terminate() right after start() must not reach the handler the child inherited.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+                os.close(read)
+                os._exit(_child(self._target, self._args, self.name, held))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(write)
         self.pid = pid
         self.sentinel = read
@@ -124,11 +130,14 @@ class Forked:
         return f"<Forked {self.name!r} pid={self.pid} {state}>"
 
 
-def _child(target: Callable[..., object], args: tuple[Any, ...], name: str) -> int:
-    """Run ``target(*args)`` in the new child; its exit code."""
+def _child(
+    target: Callable[..., object], args: tuple[Any, ...], name: str, mask: Iterable[int]
+) -> int:
+    """Run ``target(*args)`` in the new child; its exit code. ``mask``: the signal mask to
+    restore once SIGTERM has its default action."""
     code = 1
     try:
-        mp_util = _settle()
+        mp_util = _settle(name, mask)
         try:
             target(*args)
             code = 0
@@ -166,15 +175,16 @@ def _flush_std_streams() -> None:
             pass
 
 
-def _settle() -> Any:
+def _settle(name: str, mask: Iterable[int]) -> Any:
     """What multiprocessing's bootstrap does in a forked child; its ``util`` when loaded.
 
-    And one thing more: SIGTERM gets its default action back. The caller stops a worker with
-    it; a handler the caller's process had (Ray's dumps a symbolized stack, 0.1-0.3 s, then
-    exits) is the caller's, not the worker's.
+    And one thing more: SIGTERM gets its default action back (then ``mask`` is restored). The
+    caller stops a worker with it; a handler the caller's process had (Ray's dumps a
+    symbolized stack, 0.1-0.3 s, then aborts) is the caller's, not the worker's.
     """
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if sys.stdin is not None:
         try:
             sys.stdin.close()
@@ -184,6 +194,8 @@ def _settle() -> Any:
     mp_process = sys.modules.get("multiprocessing.process")
     if mp_process is not None:
         mp_process.__dict__["_children"] = set()  # the parent's children are not ours
+        with contextlib.suppress(Exception):  # current_process().name, as for its Process
+            mp_process.current_process().name = name
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None:
         mp_util._finalizer_registry.clear()

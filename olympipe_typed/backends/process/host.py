@@ -28,14 +28,16 @@ from .worker import Worker
 WATCH_EVERY: Final = 0.5  # how often a worker checks that its parent still lives
 
 
-def _forward_logs(control: Control, stage: str, level: int) -> None:
-    """Send this worker process's log records to the caller, at the caller's level."""
+def _forward_logs(control: Control, stage: str, process: str, level: int) -> None:
+    """Send this worker process's log records to the caller, at the caller's level, named
+    after the worker process (``process``), whether or not it has loaded multiprocessing."""
     import logging
 
     class LogForwarder(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             try:
                 record.stage = stage
+                record.processName = process
                 if record.exc_info and record.exc_text is None:
                     record.exc_text = logging.Formatter().formatException(record.exc_info)
                 attrs = dict(record.__dict__)
@@ -91,7 +93,7 @@ def worker_main(
         _settle_in_process()
         _watch_parent(prefix)
         if log_level is not None:
-            _forward_logs(control, name, log_level)
+            _forward_logs(control, name, f"olympipe:{name}:{worker}", log_level)
     proc: Processor | FusedProcessor | None = None
     writer = Writer(writes, ranks, prefix, ledger, (node_id, worker), stop)
     decoder = Decoder()
