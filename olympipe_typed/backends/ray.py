@@ -530,6 +530,13 @@ class _Run:
                 self.stages[actor._actor_id.hex()] = (node.name, actor.pid.remote())
                 handles.append(actor)
             self.actors[node.id] = handles
+        if self.tick is not None:
+            # A timed stage groups items by when they reach it: read the sources once every
+            # actor is up, or what Ray queued while it started a worker (a second or more on
+            # a busy host) would reach the stage at once.
+            waiting = [ref for _, ref in self.stages.values()]
+            while waiting:
+                waiting = self.ray.wait(waiting, num_returns=len(waiting), timeout=_WAIT)[1]
         for reader in self.readers:
             reader.thread.start()
 
