@@ -10,7 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import fns
-from .workloads import ARRAY_BYTES, HINTED, SYNTHETIC, WORKLOADS, Workload
+from .workloads import ARRAY_BYTES, HINTED, SYNTHETIC, WORKLOADS, Workload, item_costs_ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -112,15 +112,28 @@ def run_loop(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
 
 
 def run_split(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
-    """The plain loop in one forked process per core, each over every ``cores()``-th item, all
-    at once; the outputs gathered at the end. No system that moves items can beat it."""
+    """The plain loop in one forked process per core, all at once, each over its share of the
+    items; the outputs gathered at the end. No system that moves items can beat it. Where the
+    items' costs are known (the skewed workloads) the shares are balanced by cost, largest
+    first to the least loaded share; otherwise each share is every ``cores()``-th item."""
     shares = cores()
     todo = list(items)
+    costs = item_costs_ms(w)
+    picks: list[list[int]] = [list(range(k, len(todo), shares)) for k in range(shares)]
+    if costs is not None:
+        loads: list[float] = [0.0] * shares
+        picks = [[] for _ in range(shares)]
+        for i in sorted(range(len(todo)), key=lambda i: -costs[i]):
+            k = loads.index(min(loads))
+            loads[k] += costs[i]
+            picks[k].append(i)
+        for pick in picks:
+            pick.sort()
     ctx = mp.get_context("fork")
     links = [ctx.Pipe(duplex=False) for _ in range(shares)]
 
     def share(k: int) -> None:
-        links[k][1].send(list(run_loop(w, iter(todo[k::shares]))))
+        links[k][1].send(list(run_loop(w, (todo[i] for i in picks[k]))))
 
     procs = [ctx.Process(target=share, args=(k,), daemon=True) for k in range(shares)]
     for proc in procs:
@@ -129,8 +142,9 @@ def run_split(w: Workload, items: Iterator[Any]) -> Iterable[Any]:
     for proc in procs:
         proc.join()
     out: list[Any] = [None] * len(todo)
-    for k, part in enumerate(parts):
-        out[k::shares] = part
+    for pick, part in zip(picks, parts, strict=True):
+        for i, value in zip(pick, part, strict=True):
+            out[i] = value
     return out
 
 
@@ -325,8 +339,8 @@ def describe(system: str) -> str:
 #: How each system is used here, printed under the tables.
 NOTES: dict[str, str] = {
     "loop": "a plain for-loop in one process (no parallelism)",
-    SPLIT: "the plain loop in one forked process per core, each over every n-th item (n cores), "
-    "all at once, outputs gathered at the end: the CPU-bound workloads' measured ideal (cpu workloads only)",
+    SPLIT: "the plain loop in one forked process per core, each over every n-th item (n cores; "
+    "on the skewed workloads, shares balanced by each item's known cost), all at once, outputs gathered at the end: the CPU-bound workloads' measured ideal (cpu workloads only)",
     "handwritten": "one forked process per stage worker, one-producer/one-consumer Pipes, "
     "batches of 1000 ints, shared-memory slots for arrays; round-robin keeps order",
     "pool": "multiprocessing.Pool.imap on all cores, chunksize 1000 for ints; the stages are "

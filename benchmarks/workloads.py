@@ -118,6 +118,22 @@ def nominal_cpu_seconds(w: Workload) -> float:
     return total_ms / 1000.0
 
 
+def item_costs_ms(w: Workload) -> list[float] | None:
+    """Each item's CPU cost over all stages (ms), where every stage's cost is known: the skewed
+    workloads (item k is the int k); None elsewhere."""
+    if w.name not in SYNTHETIC:
+        return None
+    costs = [0.0] * w.n
+    for s in w.stages:
+        if isinstance(s.fn, fns.Burn):
+            costs = [c + s.fn.ms for c in costs]
+        elif isinstance(s.fn, fns.BurnByIndex):
+            costs = [c + s.fn.costs_ms[k] for k, c in enumerate(costs)]
+        else:
+            return None
+    return costs
+
+
 # -- sources: lazy generators, the same for every system --
 
 
