@@ -648,6 +648,19 @@ def print_against_pool(
                     *(percent(ideal, med(name, s)) if runs_on(s, name) else "n/a" for s in systems),
                 ]
             )
+            # The loop of the same round sets that round's ideal: the host's drift cancels.
+            share = float(ideals[name]["parallelism"])
+            rows.append(
+                [
+                    f"{name}: % of the ideal, same round",
+                    *(
+                        f"{100 * paired(name, cells, s, 'loop') / share:.0f}%"
+                        if runs_on(s, name) and not math.isnan(paired(name, cells, s, "loop"))
+                        else "n/a"
+                        for s in systems
+                    ),
+                ]
+            )
     print()
     print(
         table(

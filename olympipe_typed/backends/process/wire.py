@@ -34,6 +34,11 @@ INF: Final = float("inf")
 STOP_POLL: Final = 0.1  # how often thread workers, which cannot be killed, check for stop
 
 
+_PAUSE: Final = 1e-4  # a producer's first pause while it waits for room, at least
+_MAX_PAUSE: Final = 2e-3  # ... and its longest
+# The longest first pause: a quarter of a message's work (feeder.py aims at 2 ms), so that a
+# producer that finds room late still sends before the worker has done its queued message.
+_MAX_FIRST_PAUSE: Final = 5e-4
 CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
 
 
@@ -92,6 +97,10 @@ class Credits:
             self.into.setdefault((child, cw), []).append(slot)
         self.released_at = _SLOT * len(slots)  # where the reorderers' counters start
         self._counts: memoryview | None = None
+        # consumer node -> this process's first pause when it waits for room: half its last
+        # wait, so that a wait of a few ms (a worker busy with costly items) takes two looks,
+        # not five; the worker has a message queued meanwhile.
+        self._pause: dict[int, float] = {}
 
     def __getstate__(self) -> tuple[object, ...]:
         return (
@@ -182,7 +191,8 @@ class Credits:
         """The worker of ``child`` that gets a message of ``n`` items, counted as sent: worker
         ``seq % k`` (in turn), or the least busy one (dealt); waits until it has room."""
         limit = self.limits.get(child)
-        delay = 1e-4
+        delay = self._pause.get(child, _PAUSE)
+        waited_from = 0.0
         while True:
             if child in self.dealt:
                 active = self.get_active(child, k)
@@ -205,8 +215,13 @@ class Credits:
                 break
             if stop is not None and stop.is_set():
                 raise Stopped
+            if not waited_from:
+                waited_from = time.monotonic()
             time.sleep(delay)
-            delay = min(2 * delay, 2e-3)
+            delay = min(2 * delay, _MAX_PAUSE)
+        if waited_from:
+            waited = time.monotonic() - waited_from
+            self._pause[child] = min(_MAX_FIRST_PAUSE, max(_PAUSE, waited / 2))
         at = _SLOT * self.slots[(*me, child, best)]
         c = self.counts()
         c[at] += 1
