@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from test_property import _check, _settings, composite, leaf
 
 from olympipe_typed import Pipeline, StageError, WorkerDied, run_all, source, stage
-from olympipe_typed.backends.ray import _actor_options
+from olympipe_typed.backends import ray as ray_backend
+from olympipe_typed.backends.ray import ActorSpec, OlympipeStage, _actor_options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from hypothesis.strategies import DrawFn
 
@@ -377,3 +378,33 @@ def test_ray_starts_a_local_ray_and_import_never_imports_ray(tmp_path: Any) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[0,", "2,", "4,", "6]", "True"]
+
+
+def _two_bursts() -> Iterator[int]:
+    """25 items, a pause three times the batch interval, then 5 more."""
+    yield from range(25)
+    time.sleep(1.2)
+    yield from range(25, 30)
+
+
+def test_ray_timed_stage_counts_from_its_actors_start(
+    ray_local: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporal batch groups items by when they reach a running actor: the source is read
+    once the actors are up, so what it gives before a slow start does not pile up in front
+    of the stage and arrive at once (one batch of 30)."""
+
+    class SlowStart(OlympipeStage):  # local: Ray gets it by value, as test_ray is not importable
+        """The backend's actor, 1.5 s to start, as a fresh Ray worker process can be on a busy
+        host."""
+
+        def __init__(self, spec: ActorSpec) -> None:
+            time.sleep(1.5)
+            super().__init__(spec)
+
+    def remote_class(ray: Any) -> Any:
+        return ray.remote(SlowStart)
+
+    monkeypatch.setattr(ray_backend, "_remote_class", remote_class)
+    pipeline = Pipeline(_two_bursts()).temporal_batch(0.4)
+    assert pipeline.run(backend="ray") == [list(range(25)), list(range(25, 30))]
