@@ -22,6 +22,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
+from test_fluent import _two_bursts
 from test_property import _check, _settings, composite, leaf
 
 from olympipe_typed import Pipeline, StageError, WorkerDied, run_all, source, stage
@@ -29,7 +30,7 @@ from olympipe_typed.backends import ray as ray_backend
 from olympipe_typed.backends.ray import ActorSpec, OlympipeStage, _actor_options
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from hypothesis.strategies import DrawFn
 
@@ -378,13 +379,6 @@ def test_ray_starts_a_local_ray_and_import_never_imports_ray(tmp_path: Any) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[0,", "2,", "4,", "6]", "True"]
-
-
-def _two_bursts() -> Iterator[int]:
-    """25 items, a pause three times the batch interval, then 5 more."""
-    yield from range(25)
-    time.sleep(1.2)
-    yield from range(25, 30)
 
 
 def test_ray_timed_stage_counts_from_its_actors_start(
