@@ -186,8 +186,10 @@ class Journal:
         self.finish()
 
     def untaken(self, events: Iterable[tuple[int, list[Any]]]) -> Iterator[object]:
-        """``outputs``, one at a time, without those the caller took in earlier runs; each
-        counts as taken when the caller asks for the next one or closes the stream."""
+        """``outputs``, one at a time, without those the caller took in earlier runs. Each
+        is counted as taken by ``taken()``, which the caller's own generator (``stream()``)
+        calls: a Ctrl-C between here and the caller closes this generator at its yield too,
+        while the output never reached the caller."""
         cursor = self.cursor
         assert cursor is not None
         skip = cursor.taken
@@ -196,10 +198,12 @@ class Journal:
                 if skip:
                     skip -= 1
                     continue
-                try:
-                    yield output
-                finally:
-                    cursor.advance()
+                yield output
+
+    def taken(self) -> None:
+        """The caller has taken the last output ``untaken`` gave."""
+        assert self.cursor is not None
+        self.cursor.advance()
 
     def _chunk(self) -> int:
         return self.chunk

@@ -239,6 +239,7 @@ class Pipeline(Generic[T_co]):
         ``journal=``, a stream resumed after a crash yields only the outputs the caller has
         not taken yet (an output is taken once the caller asks for the next one).
         """
+        taken: list[Callable[[], None]] = []  # the journal's, if any: an output was taken
         events = _execute(
             [self],
             backend=backend,
@@ -250,10 +251,21 @@ class Pipeline(Generic[T_co]):
             journal=journal,
             plan=plan,
             cursor=True,
+            taken=taken,
         )
         try:
             for _, items in events:
-                yield from cast("list[T_co]", items)
+                if not taken:  # no journal
+                    yield from cast("list[T_co]", items)
+                    continue
+                for item in cast("list[T_co]", items):
+                    # Taken once the caller comes back, or closes the stream at this yield
+                    # (a break): here, not in the journal's generator, which a Ctrl-C landing
+                    # between it and this one would close with the output never handed on.
+                    try:
+                        yield item
+                    finally:
+                        taken[0]()
         finally:
             events.close()
 
@@ -856,12 +868,14 @@ def _execute(
     keeps: Literal["outputs", "done"] = "outputs",
     cursor: bool = False,
     plan: PlanMode = "auto",
+    taken: list[Callable[[], None]] | None = None,
 ) -> Generator[tuple[int, list[Any]]]:
     """Run the pipelines as one graph; leave the run's report on each of them.
 
     With ``journal``, the run is resumable (``_journal``): the events are (0, outputs of a
     batch of source items), earlier runs' first; with ``cursor`` too, (0, [output]) for each
-    output the caller has not taken yet, counted as taken when the caller comes back.
+    output the caller has not taken yet, counted as taken when the caller comes back: the
+    journal's ``taken`` is put in ``taken`` for the caller's own generator to call.
     """
     from ._failures import FailureLog
     from ._report import Recorder
@@ -902,6 +916,8 @@ def _execute(
                 for outputs in book.outputs(events):
                     yield 0, outputs
             else:
+                if taken is not None:
+                    taken.append(book.taken)
                 for output in book.untaken(events):
                     yield 0, [output]
         finally:

@@ -367,6 +367,34 @@ def test_journal_run_and_stream_resume(backend: Backend, tmp_path: Path) -> None
     assert p.run(backend=backend, journal=tmp_path / "b.db") == reference
 
 
+def test_journal_stream_counts_no_output_lost_between_the_journal_and_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that lands after the journal gave an output and before the stream handed it on
+    (as can happen in any Python frame between them): that output is not counted as taken,
+    and the resumed stream gives it first."""
+    from olympipe_typed._journal import Journal
+
+    p = source(range(30)) >> square
+    reference = p.run(backend="inline")
+    untaken = Journal.untaken
+
+    def interrupted(self: Journal, events: Any) -> Any:
+        for n, output in enumerate(untaken(self, events)):
+            if n == 5:
+                raise KeyboardInterrupt  # output 5 given, never handed on
+            yield output
+
+    monkeypatch.setattr(Journal, "untaken", interrupted)
+    got: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        got.extend(p.stream(backend="inline", journal=tmp_path / "j.db"))
+    assert got == reference[:5]
+    monkeypatch.setattr(Journal, "untaken", untaken)
+    got += p.stream(backend="inline", journal=tmp_path / "j.db")
+    assert got == reference
+
+
 def test_journal_with_a_fan_out_and_unordered_stages(backend: Backend, tmp_path: Path) -> None:
     p = source(range(200)) >> square.options(workers=2, ordered=False) >> (twice_odd | plus_one)
     reference = p.run(backend="inline")
