@@ -53,9 +53,16 @@ def _segments(pid: int) -> list[str]:
     return [n for n in os.listdir("/dev/shm") if n.startswith(f"olympipe-{pid}-")]
 
 
-def _attempt(mode: str, journal: Path, out: Path, kill: tuple[signal.Signals, float] | None) -> int:
-    """Run the child once, with a signal after a delay; its exit code, once every process it
-    started is gone and its shared memory with them."""
+def _attempt(
+    mode: str,
+    journal: Path,
+    out: Path,
+    kill: tuple[signal.Signals, float] | None,
+    at_done: int | None = None,
+) -> int:
+    """Run the child once, with a signal after a delay, or (``at_done``) once its journal holds
+    that many items done; its exit code, once every process it started is gone and its shared
+    memory with them."""
     errors = out.with_suffix(".err")
     with open(errors, "wb") as err:
         proc = subprocess.Popen(
@@ -67,9 +74,11 @@ def _attempt(mode: str, journal: Path, out: Path, kill: tuple[signal.Signals, fl
     kids: list[psutil.Process] = []
     if kill is not None:
         how, delay = kill
-        deadline = time.monotonic() + delay
+        deadline = time.monotonic() + (delay if at_done is None else 60.0)
         while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+            if at_done is not None and _done(journal) >= at_done:
+                break
+            time.sleep(0.005 if at_done is not None else 0.01)
         if proc.poll() is None:
             with contextlib.suppress(psutil.Error):
                 kids = psutil.Process(proc.pid).children(recursive=True)
@@ -148,7 +157,9 @@ def test_killed_at_random_moments_then_resumed(
     tmp_path: Path, how: signal.Signals, mode: Literal["run", "stream"]
 ) -> None:
     """Ten trials per case (twenty per signal), each a fresh process killed once at a random
-    moment (two during start-up, two in the final flush), then resumed until it finishes.
+    moment (two during start-up, two in the final flush, six once a random share of the items
+    is done, so that a slower or faster host still kills mid-run), then resumed until it
+    finishes.
 
     ``run``: every final result equals the uninterrupted run's. ``stream``: across the
     attempts every output was taken exactly once, as the journal counts (an output is taken
@@ -162,18 +173,20 @@ def test_killed_at_random_moments_then_resumed(
     cut = 0  # trials whose kill left part of the items done: the test of resuming
     for trial in range(10):
         journal, out = tmp_path / f"j{trial}.db", tmp_path / f"out{trial}"
+        at_done: int | None = None
         if trial < 2:
             delay = rng.uniform(0.02, first)  # start-up: imports, journal, workers
         elif trial < 4:
             delay = rng.uniform(last, duration)  # the final flush
-        else:
-            delay = rng.uniform(first, last)  # while items are being done
+        else:  # while items are being done: at a share of them, whatever the host's speed
+            delay = rng.uniform(first, last)
+            at_done = rng.randint(ITEMS // 10, ITEMS * 9 // 10)
         written: list[bytes] = []
         taken = [0]
         for attempt in range(5):
             target = Path(f"{out}.{attempt}")
             kill = (how, delay) if attempt == 0 else None
-            code = _attempt(mode, journal, target, kill)
+            code = _attempt(mode, journal, target, kill, at_done if attempt == 0 else None)
             if attempt == 0 and 0 < _done(journal) < ITEMS:
                 cut += 1
             if mode == "stream":
