@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import random
@@ -179,6 +180,40 @@ def test_script_without_main_guard_fails_at_once_naming_it(tmp_path: Path, metho
     assert done.returncode != 0
     assert "if __name__ == '__main__':" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def _glibc_with_mallinfo2() -> bool:
+    try:
+        ctypes.CDLL(None).mallinfo2  # noqa: B018 - glibc 2.33 and later
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="the tuning and its probe are glibc's")
+def test_worker_processes_keep_freed_blocks_for_the_next_item(start_method: StartMethod) -> None:
+    """In a worker process, a 24 MB block comes from the heap and stays there once freed, so
+    the next item's arrays land on pages already faulted in; the caller's malloc is untouched.
+    The caller is a fresh interpreter, whose glibc has never seen such a block freed (else it
+    would slide its own threshold up): there, the same block is mapped apart and given back."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "malloc_child.py"), start_method],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = {
+        line.split()[0]: [int(x) for x in line.split()[1:]] for line in done.stdout.splitlines()
+    }
+    size = 24 << 20
+    worker_mapped, worker_kept = figures["worker"]
+    assert worker_mapped == 0, f"the worker mapped {worker_mapped} bytes apart"
+    assert worker_kept >= size, f"the worker kept {worker_kept} bytes of free heap"
+    caller_mapped, caller_kept = figures["caller"]
+    assert caller_mapped >= size, "the caller's malloc settings changed"
+    assert caller_kept < size
 
 
 def test_unknown_backend_is_refused() -> None:
