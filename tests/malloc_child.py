@@ -31,6 +31,15 @@ class MallInfo2(ctypes.Structure):
     ]
 
 
+def glibc_with_mallinfo2() -> bool:
+    """Whether this process's C library is glibc 2.33 or later (it has ``mallinfo2``)."""
+    try:
+        ctypes.CDLL(None).mallinfo2  # noqa: B018 - the lookup is the question
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 def probe(_: int) -> tuple[int, int]:
     """Allocate, fill and free a 24 MB block: (bytes malloc mapped apart for it, bytes of free
     heap kept afterwards)."""

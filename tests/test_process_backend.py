@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import random
@@ -17,6 +16,7 @@ import numpy as np
 import psutil
 import pytest
 from filelog import lines, record
+from malloc_child import SIZE, glibc_with_mallinfo2
 
 from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
 
@@ -182,15 +182,7 @@ def test_script_without_main_guard_fails_at_once_naming_it(tmp_path: Path, metho
     assert time.monotonic() - started < 30
 
 
-def _glibc_with_mallinfo2() -> bool:
-    try:
-        ctypes.CDLL(None).mallinfo2  # noqa: B018 - glibc 2.33 and later
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="the tuning and its probe are glibc's")
+@pytest.mark.skipif(not glibc_with_mallinfo2(), reason="the tuning and its probe are glibc's")
 def test_worker_processes_keep_freed_blocks_for_the_next_item(start_method: StartMethod) -> None:
     """In a worker process, a 24 MB block comes from the heap and stays there once freed, so
     the next item's arrays land on pages already faulted in; the caller's malloc is untouched.
@@ -207,13 +199,12 @@ def test_worker_processes_keep_freed_blocks_for_the_next_item(start_method: Star
     figures = {
         line.split()[0]: [int(x) for x in line.split()[1:]] for line in done.stdout.splitlines()
     }
-    size = 24 << 20
     worker_mapped, worker_kept = figures["worker"]
     assert worker_mapped == 0, f"the worker mapped {worker_mapped} bytes apart"
-    assert worker_kept >= size, f"the worker kept {worker_kept} bytes of free heap"
+    assert worker_kept >= SIZE, f"the worker kept {worker_kept} bytes of free heap"
     caller_mapped, caller_kept = figures["caller"]
-    assert caller_mapped >= size, "the caller's malloc settings changed"
-    assert caller_kept < size
+    assert caller_mapped >= SIZE, "the caller's malloc settings changed"
+    assert caller_kept < SIZE
 
 
 def test_unknown_backend_is_refused() -> None:

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
+from malloc_child import SIZE, glibc_with_mallinfo2, probe
 from test_fluent import _two_bursts
 from test_property import _check, _settings, composite, leaf
 
@@ -402,3 +403,14 @@ def test_ray_timed_stage_counts_from_its_actors_start(
     monkeypatch.setattr(ray_backend, "_remote_class", remote_class)
     pipeline = Pipeline(_two_bursts()).temporal_batch(0.4)
     assert pipeline.run(backend="ray") == [list(range(25)), list(range(25, 30))]
+
+
+def test_ray_actors_keep_freed_blocks_for_the_next_item(ray_local: Any) -> None:
+    """As process workers do (test_process_backend): in an actor's process, a 24 MB block comes
+    from the heap and stays there once freed. A Ray worker starts from a fresh interpreter,
+    whose glibc maps such a block apart and gives it back."""
+    if not glibc_with_mallinfo2():
+        pytest.skip("the tuning and its probe are glibc's")
+    ((mapped, kept),) = (source([0]) >> stage(probe)).run(backend="ray")
+    assert mapped == 0, f"the actor mapped {mapped} bytes apart"
+    assert kept >= SIZE, f"the actor kept {kept} bytes of free heap"

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .._errors import PipelineError, SourceError, StageError, WorkerDied
 from .._hints import short_repr
+from .._malloc import keep_freed_memory
 from .._ops import ONE_TO_ONE, count_items, log_skipped, number_outputs
 from .._report import WorkerStats
 
@@ -93,6 +94,7 @@ class ActorSpec(NamedTuple):
     ranks: tuple[int | None, ...]  # per input: our rank among that parent's children
     paths: tuple[str, ...]  # the caller's sys.path: its modules import here too
     workers: int = 1  # the node's actors (each starts its share of the stage's rate)
+    caller: int = 0  # the caller's process id: an actor in it leaves its malloc alone
 
 
 class _Failure(Exception):
@@ -160,6 +162,8 @@ class OlympipeStage:
         for path in spec.paths:  # as spawn does: the caller's modules, where they exist
             if path not in sys.path and os.path.isdir(path):
                 sys.path.append(path)
+        if os.getpid() != spec.caller:
+            keep_freed_memory()
         self.spec = spec
         self.stats = WorkerStats(time.perf_counter(), spec.worker)  # for the run report
         self.proc: Processor | None = None
@@ -524,7 +528,16 @@ class _Run:
             count = _worker_count(node)
             for w in range(count):
                 spec = ActorSpec(
-                    op, node.name, node.id, w, self.check_types, self.keyed, ranks, paths, count
+                    op,
+                    node.name,
+                    node.id,
+                    w,
+                    self.check_types,
+                    self.keyed,
+                    ranks,
+                    paths,
+                    count,
+                    os.getpid(),
                 )
                 actor = remote.options(**options).remote(spec)
                 self.stages[actor._actor_id.hex()] = (node.name, actor.pid.remote())
