@@ -5,7 +5,16 @@
 before. Otherwise the buffers are copied into a file under ``/dev/shm`` and the returned bytes
 are ``b"S"`` + a header (segment name, generation, offsets and lengths) + the in-band pickle.
 Immutable ``bytes`` are never out-of-band in pickle, so a large in-band result is pickled again
-with a ``persistent_id`` that moves big ``bytes`` to the segment as well.
+with a ``persistent_id`` that moves big ``bytes`` to the segment as well (after eight such
+messages in a row with none, only those of 256 kB and more are tried: a stream of many small
+objects pays its second pickling rarely).
+
+The threshold, 32 kB, is half a pipe (64 kB): a worker has one message queued while it works on
+another, and a message that does not fit in what is left of its pipe blocks its writer until
+the worker has finished the item in hand. A feeder blocked on one worker sends nothing to the
+others meanwhile: with the image job's PNGs of 50-180 kB in-band (the threshold was 256 kB), the
+feeder waited 15-40 ms in one write after another and its workers found no message waiting at
+one read in eight.
 
 Reuse: each Encoder keeps a ring of at most ``slots`` segments. A segment starts with a 64-byte
 header: the generation the encoder last wrote, the generation the decoder last consumed and an
@@ -67,6 +76,9 @@ SHARED: Final = b"S"  # a protocol-5 pickle always starts with b"\x80": never am
 _MAGIC: Final = SHARED
 _FIXED: Final = struct.Struct("<cQIIH")  # magic, gen, out-of-band count, bytes count, name len
 _ALIGN: Final = 64  # buffer offsets: cache-line aligned, enough for any numpy dtype
+THRESHOLD: Final = 32 * 1024  # bytes of buffers from which a message goes through a segment
+_RETRY: Final = 256 * 1024  # ... and from which big bytes are looked for after many misses
+_MISSES: Final = 8  # messages in a row with no big bytes: look only in those over _RETRY
 
 
 def _numpy() -> Any:
@@ -156,7 +168,7 @@ class Encoder:
         self,
         prefix: str,
         *,
-        threshold: int = 256 * 1024,
+        threshold: int = THRESHOLD,
         slots: int = 8,
         wait: float = 0.05,
         directory: str = SHM_DIR,
@@ -170,6 +182,8 @@ class Encoder:
         self._ring: list[_Segment] = []
         self._usable = os.path.isdir(directory) and os.access(directory, os.W_OK)
         self.last_size = 0  # bytes of the last message encoded, shared-memory part included
+        self._misses = 0  # large in-band messages in a row that had no big bytes
+        self._had_big = False  # the last message went by segment for big bytes: so may this
 
     def encode(self, obj: object) -> bytes:
         """``obj`` as bytes for the pipe; ``last_size`` is then its whole size, buffers included."""
@@ -180,18 +194,31 @@ class Encoder:
 
     def _encode(self, obj: object) -> bytes:
         oob: list[pickle.PickleBuffer] = []
-        data = pickle.dumps(obj, protocol=5, buffer_callback=oob.append)
-        inband: bytes | None = None if oob else data  # what to send if shared memory is not used
         big: list[bytes] = []
-        if not oob:
+        if self._had_big:  # the last message had big bytes: look for them at once
+            file = io.BytesIO()
+            pickler = _BytesPickler(file, oob, self.threshold // 4)
+            pickler.dump(obj)
+            data, big = file.getvalue(), pickler.big  # with no persistent ids: plain pickle
+            self._had_big = sum(len(b) for b in big) >= self.threshold
+            inband: bytes | None = None if oob or big else data
+        else:
+            data = pickle.dumps(obj, protocol=5, buffer_callback=oob.append)
+            inband = None if oob else data  # what to send if shared memory is not used
+        if not oob and not big:
             if len(data) < self.threshold or not self._usable:
                 return data  # the common case: today's cost plus one bound method
+            if self._misses >= _MISSES and len(data) < _RETRY:
+                return data
             file = io.BytesIO()
             pickler = _BytesPickler(file, oob, self.threshold // 4)
             pickler.dump(obj)
             if not pickler.big:
+                self._misses += 1
                 return data  # large for other reasons (many items, long str): keep in-band
+            self._misses = 0
             data, big = file.getvalue(), pickler.big
+            self._had_big = sum(len(b) for b in big) >= self.threshold
         raws = [b.raw() for b in oob] + [memoryview(b) for b in big]
         sizes = [r.nbytes for r in raws]
         offsets: list[int] = []

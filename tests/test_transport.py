@@ -98,6 +98,76 @@ def test_encoder_small_list_takes_the_plain_pickle_path(
     assert leftovers(prefix) == []
 
 
+def test_a_message_larger_than_half_a_pipe_goes_through_a_segment(prefix: str) -> None:
+    """A message of 40 kB of bytes (a PNG, say) does not fit what is left of a 64 kB pipe that
+    holds one message already: it goes through a segment, and the pipe gets a header only, so
+    its writer never waits for the worker to finish the item in hand. 20 kB stays in-band."""
+    for size, shared in ((40_000, True), (20_000, False)):
+        enc, dec = Encoder(prefix), Decoder()
+        item = ("image.png", os.urandom(size))
+        data = enc.encode([item])
+        assert (data[:1] == b"S") is shared, size
+        assert len(data) < (1024 if shared else size + 1024)
+        assert dec.decode(data) == [item]
+        enc.close()
+        dec.close()
+    assert leftovers(prefix) == []
+
+
+def test_large_messages_without_big_bytes_are_pickled_twice_only_now_and_then(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message of many small objects over 32 kB is looked at for big bytes (a second
+    pickling); after eight such messages in a row, only those over 256 kB are."""
+    import olympipe_typed._transport as transport
+
+    passes: list[int] = []
+
+    class Counting(transport._BytesPickler):
+        def dump(self, obj: object) -> None:
+            passes.append(1)
+            super().dump(obj)
+
+    monkeypatch.setattr(transport, "_BytesPickler", Counting)
+    enc, dec = Encoder(prefix), Decoder()
+    small = [f"item {i}" for i in range(5000)]  # about 60 kB pickled, no bytes at all
+    for _ in range(12):
+        assert dec.decode(enc.encode(small)) == small
+    assert len(passes) == 8
+    large = small * 10  # about 300 kB: looked at again
+    assert dec.decode(enc.encode(large)) == large
+    assert len(passes) == 9
+    enc.close()
+    dec.close()
+
+
+def test_once_a_message_had_big_bytes_the_next_is_pickled_once(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream of big bytes (images read from files) pays one pickling a message, not two:
+    after a message that had them, the next goes to the pickler that moves them at once; a
+    message without them then comes out as the plain pickle."""
+    dumps: list[int] = []
+    real = pickle.dumps
+
+    def counting(obj: object, *args: Any, **kwargs: Any) -> bytes:
+        dumps.append(1)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(pickle, "dumps", counting)
+    enc, dec = Encoder(prefix), Decoder()
+    for i in range(5):
+        item = [(i, os.urandom(100_000))]
+        data = enc.encode(item)
+        assert data[:1] == b"S"
+        assert dec.decode(data) == item
+    assert len(dumps) == 1  # the first message only: the later ones went to the pickler at once
+    assert enc.encode([1, 2]) == real([1, 2], protocol=5)
+    enc.close()
+    dec.close()
+    assert leftovers(prefix) == []
+
+
 def test_decoder_mixed_items_round_trip(prefix: str) -> None:
     """Small items and large arrays of several dtypes and layouts come back equal and writable."""
     big: list[np.ndarray[Any, Any]] = [
