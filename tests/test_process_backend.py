@@ -252,6 +252,56 @@ def test_unordered_stages_give_work_to_idle_workers() -> None:
     assert len({pid for x, pid in out if x % 4 == 0}) >= 2
 
 
+def slow_first(item: tuple[int, bytes]) -> tuple[int, float, int]:
+    """(number, when done, pid): item 0 takes a second, the others 5 ms."""
+    time.sleep(1.0 if item[0] == 0 else 0.005)
+    return item[0], time.monotonic(), os.getpid()
+
+
+def test_a_large_item_queued_behind_a_slow_one_holds_back_no_other_worker(
+    start_method: StartMethod,
+) -> None:
+    """Items of 100 kB (files read whole), two workers, item 0 a second long: the other
+    worker does the next items meanwhile. A message queued for the busy worker goes through
+    shared memory, so the feeder never waits in a write that only the busy worker can end
+    (with the 100 kB in the 64 kB pipe, the feeder waited that second, and so did the rest)."""
+    items = [(i, os.urandom(100_000)) for i in range(40)]
+    out = (source(items) >> stage(slow_first).options(workers=2)).run(start_method=start_method)
+    assert [x for x, _, _ in out] == list(range(40))
+    slow_done, slow_pid = out[0][1], out[0][2]
+    meanwhile = [x for x, done, pid in out[1:] if pid != slow_pid and done < slow_done]
+    assert len(meanwhile) >= 30, f"only {len(meanwhile)} items done during the slow one"
+
+
+def sleep_30ms(x: int) -> int:
+    time.sleep(0.03)
+    return x
+
+
+def test_a_feeder_sleeps_until_a_worker_has_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items of 30 ms each: the feeder, which waits for room at nearly every message, sleeps
+    until a worker says it is done with one, rather than looking again and again (about ten
+    looks a message when it polled)."""
+    from olympipe_typed.backends.process import wire
+
+    naps: list[float] = []
+    real_sleep = time.sleep
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            naps.append(seconds)
+            real_sleep(seconds)
+
+    monkeypatch.setattr(wire, "time", Clock())
+    p = source(range(40)) >> stage(sleep_30ms).options(workers=2)
+    assert p.run(start_method="fork") == list(range(40))
+    assert len(naps) < 10, f"the feeder slept {len(naps)} times for 40 items"
+
+
 class Stamp:
     """Logs (stage, item, time) as each item starts; sleeps ``delay`` per item."""
 

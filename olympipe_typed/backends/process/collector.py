@@ -510,10 +510,11 @@ class Run:
         """Remove the shared counters' files: the mappings outlive them, and a caller killed
         once its workers are gone would leave them in /dev/shm. Done when no worker will map
         them any more: after the last output, or when the run is torn down."""
-        for mapped in (self.ledger, self.where):
-            if mapped is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(mapped.path)
+        if self.ledger is not None:
+            self.ledger.unlink()
+        if self.where is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.where.path)
 
     def finish(self) -> None:
         """After the last output: let workers run their class stages' close() and exit."""

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import os
 import pickle
+import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -40,6 +41,9 @@ _MAX_PAUSE: Final = 2e-3  # ... and its longest
 # producer that finds room late still sends before the worker has done its queued message.
 _MAX_FIRST_PAUSE: Final = 5e-4
 CREDIT: Final = 2  # messages queued or in work per worker of an ordered=False stage, at most
+# A feeder waiting for room sleeps until a worker says it has done a message (Credits), or this
+# long at most: room can also come from the planner giving a group more workers at work.
+_WAKE_WAIT: Final = 0.01
 
 
 # The reorder window (see Window): messages, items and bytes past the oldest one a reader
@@ -73,6 +77,13 @@ class Credits:
     (any message fits an empty queue), or, dealing, while every worker has two messages.
     After the pipes' counters: each reorderer's next message number (written by it alone),
     then each dealt node's workers at work (written by the caller's planner).
+
+    A source's feeder does not poll for room: it sleeps on a FIFO of its own (``wakers``),
+    into which each worker it feeds writes a byte whenever it has done one of its messages
+    (after counting it, so the feeder that wakes sees the room). A feeder that waits for room
+    item after item (items of 40 ms, say) woke 20 times a message polling, and each wake-up
+    took a core from a worker; now it wakes once, as soon as there is room. Workers that
+    feed other workers poll as before (``_PAUSE``).
     """
 
     def __init__(
@@ -84,6 +95,7 @@ class Credits:
         reorderers: list[int],
         active: dict[int, int],
         ooo: set[int],
+        wakers: frozenset[int] = frozenset(),
     ) -> None:
         self.path = path
         self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
@@ -92,6 +104,12 @@ class Credits:
         self.reorderers = reorderers  # readers restoring order (-1 - i: the caller's output i)
         self.active = active  # dealt node -> its slot of workers at work
         self.ooo = ooo  # nodes whose outputs leave out of order
+        self.wakers = wakers  # producer nodes (sources) that sleep on a FIFO for room
+        self._wake_r: dict[int, int] = {}  # waker node -> its FIFO's read end (the caller)
+        self._wake_w: dict[int, int] = {}  # waker node -> the FIFO's write end (a worker)
+        self._wake_at: dict[int, int] = {}  # slot -> the write end to tell when done
+        self._pollers: dict[int, select.poll] = {}
+        self._opening = threading.Lock()
         self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
         for (_, _, child, cw), slot in slots.items():
             self.into.setdefault((child, cw), []).append(slot)
@@ -111,6 +129,7 @@ class Credits:
             self.reorderers,
             self.active,
             self.ooo,
+            self.wakers,
         )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
@@ -124,14 +143,29 @@ class Credits:
         dealt = sorted(plan.dealt)
         base = len(plan.reorderers)
         active = {node: base + i for i, node in enumerate(dealt)}
+        sources = {n.id for n in plan.graph.sources}
         return Credits(
-            path, plan.credit_slots, plan.limits, plan.dealt, plan.reorderers, active, plan.ooo
+            path,
+            plan.credit_slots,
+            plan.limits,
+            plan.dealt,
+            plan.reorderers,
+            active,
+            plan.ooo,
+            frozenset(p for p, _, _, _ in plan.credit_slots if p in sources),
         )
 
     def make(self, active: dict[int, int]) -> None:
         """Make the file, with each dealt node's workers at work. Called once the workers are
         started (they map it at their first message): a caller killed from then on has workers
-        that remove it; a moment earlier, there would be none to."""
+        that remove it; a moment earlier, there would be none to. The feeders' FIFOs come
+        first, opened for reading: a worker opens them once it has mapped the counters."""
+        for node in self.wakers:
+            fifo = self.wake_path(node)
+            os.mkfifo(fifo, 0o600)
+            self._wake_r[node] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            self._pollers[node] = poller = select.poll()
+            poller.register(self._wake_r[node], select.POLLIN)
         _make(self.path, 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active)))
         for node, workers in active.items():
             self.set_active(node, workers)
@@ -142,14 +176,45 @@ class Credits:
             self._counts = _map(self.path, size)
         return self._counts
 
+    def wake_path(self, node: int) -> str:
+        """The FIFO a worker writes to when it has done a message from ``node``'s feeder."""
+        return f"{self.path}.wake{node}"
+
     def attach(self, stop: threading.Event | None) -> None:
-        """Map the file now (a worker at its start), waiting for the caller to make it."""
+        """Map the file now (a worker at its start), waiting for the caller to make it; then
+        open the feeders' FIFOs, which exist by then, for writing."""
         _attach(self.counts, stop)
+        with self._opening:  # thread workers share the caller's ledger: one write end each
+            for node in self.wakers:
+                if node in self._wake_w:
+                    continue
+                path = self.wake_path(node)
+                try:
+                    self._wake_w[node] = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:  # the run is ending: nobody waits any more
+                    continue
+            self._wake_at = {
+                slot: self._wake_w[p]
+                for (p, _, _, _), slot in self.slots.items()
+                if p in self._wake_w
+            }
+
+    def unlink(self) -> None:
+        """Remove the files (counters, FIFOs): open ends and mappings outlive them."""
+        for path in (self.path, *(self.wake_path(node) for node in self._wake_r)):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def close(self) -> None:
-        """Unmap the counters (the mapping holds a file descriptor of its own)."""
+        """Unmap the counters (the mapping holds a file descriptor of its own), and close the
+        FIFOs' ends."""
         _unmap(self._counts)
         self._counts = None
+        with self._opening:
+            for fd in (*self._wake_r.values(), *self._wake_w.values()):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r, self._wake_w, self._wake_at, self._pollers = {}, {}, {}, {}
 
     def set_active(self, node: int, workers: int) -> None:
         self.counts()[self.released_at + self.active[node]] = workers
@@ -215,6 +280,9 @@ class Credits:
                 break
             if stop is not None and stop.is_set():
                 raise Stopped
+            poller = self._pollers.get(me[0])
+            if poller is not None and self._woken(me[0], poller):
+                continue  # a feeder: a worker has done a message, or the wait is over
             if not waited_from:
                 waited_from = time.monotonic()
             time.sleep(delay)
@@ -228,11 +296,30 @@ class Credits:
         c[at + 2] += n
         return best
 
+    def _woken(self, node: int, poller: select.poll) -> bool:
+        """Sleep until a worker says it has done a message (True), or ``_WAKE_WAIT`` has passed
+        (True: look again); False when no worker holds the FIFO open any more (poll would
+        return at once from then on: pause instead)."""
+        if not poller.poll(_WAKE_WAIT * 1000.0):
+            return True
+        fd, woke = self._wake_r.get(node), False
+        if fd is not None:  # None: closed meanwhile (the run is over)
+            with contextlib.suppress(OSError):  # BlockingIOError: all read
+                while os.read(fd, 4096):  # every byte so far: what came meanwhile too
+                    woke = True
+        return woke
+
     def done(self, slot: int, n: int) -> None:
         at = _SLOT * slot
         c = self.counts()
         c[at + 1] += 1
         c[at + 3] += n
+        if self._wake_at:  # a feeder may be waiting for room: wake it
+            with self._opening:  # not while the run closes the FIFO (its number reused)
+                fd = self._wake_at.get(slot)
+                if fd is not None:
+                    with contextlib.suppress(OSError):  # full: it has not looked for a while
+                        os.write(fd, b"\0")
 
 
 def _make(path: str, size: int) -> None:
