@@ -28,7 +28,8 @@ def keep_freed_memory() -> None:
     to 32 MB come from the heap, and up to 64 MB of free heap is kept: 100 faults per image. A
     worker's memory stays at what its largest items needed, as with jemalloc or tcmalloc. The
     caller's own process, and thread workers in it, keep whatever malloc settings they have.
-    Called at the start of each worker process (the process backend's, and Ray's actors).
+    A process backend's worker calls it once it has been busy 50 ms (importing ctypes takes
+    2 ms, which a short run would feel); a Ray actor, at its start.
     """
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""

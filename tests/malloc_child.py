@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import sys
+import time
 
 from olympipe_typed import source, stage
 
@@ -40,9 +41,12 @@ def glibc_with_mallinfo2() -> bool:
     return True
 
 
-def probe(_: int) -> tuple[int, int]:
+def probe(x: int) -> tuple[int, int]:
     """Allocate, fill and free a 24 MB block: (bytes malloc mapped apart for it, bytes of free
-    heap kept afterwards)."""
+    heap kept afterwards). Item 0 is a tenth of a second of work first, item 1 is not: a
+    worker tunes its malloc once it has worked a while."""
+    if x == 0:
+        time.sleep(0.1)
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
@@ -58,8 +62,8 @@ def probe(_: int) -> tuple[int, int]:
 
 def main() -> None:
     multiprocessing.set_start_method(sys.argv[1])
-    ((mapped, kept),) = (source([0]) >> stage(probe)).run()
-    print("worker", mapped, kept)
+    out = (source([0, 1]) >> stage(probe).options(workers=1)).run()
+    print("worker", *out[1])
     print("caller", *probe(0))
 
 

@@ -184,8 +184,9 @@ def test_script_without_main_guard_fails_at_once_naming_it(tmp_path: Path, metho
 
 @pytest.mark.skipif(not glibc_with_mallinfo2(), reason="the tuning and its probe are glibc's")
 def test_worker_processes_keep_freed_blocks_for_the_next_item(start_method: StartMethod) -> None:
-    """In a worker process, a 24 MB block comes from the heap and stays there once freed, so
-    the next item's arrays land on pages already faulted in; the caller's malloc is untouched.
+    """In a worker process that has worked a while, a 24 MB block comes from the heap and stays
+    there once freed, so the next item's arrays land on pages already faulted in; the caller's
+    malloc is untouched.
     The caller is a fresh interpreter, whose glibc has never seen such a block freed (else it
     would slide its own threshold up): there, the same block is mapped apart and given back."""
     done = subprocess.run(

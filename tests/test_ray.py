@@ -411,6 +411,6 @@ def test_ray_actors_keep_freed_blocks_for_the_next_item(ray_local: Any) -> None:
     whose glibc maps such a block apart and gives it back."""
     if not glibc_with_mallinfo2():
         pytest.skip("the tuning and its probe are glibc's")
-    ((mapped, kept),) = (source([0]) >> stage(probe)).run(backend="ray")
+    (mapped, kept) = (source([1]) >> stage(probe)).run(backend="ray")[0]
     assert mapped == 0, f"the actor mapped {mapped} bytes apart"
     assert kept >= SIZE, f"the actor kept {kept} bytes of free heap"

@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from ..._errors import PipelineError, StageError
-from ..._malloc import keep_freed_memory
 from ..._planner import FusedOp, FusedProcessor
 from ..._transport import Decoder, cleanup
 
@@ -92,7 +91,6 @@ def worker_main(
     if stop is None:  # a process: Ctrl-C is the caller's to handle, it tears the run down
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _settle_in_process()
-        keep_freed_memory()
         _watch_parent(prefix)
         if log_level is not None:
             _forward_logs(control, name, f"olympipe:{name}:{worker}", log_level)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..._failures import Failure
 from ..._hints import short_repr
+from ..._malloc import keep_freed_memory
 from ..._ops import ONE_TO_ONE, count_items, number_outputs
 from ..._planner import FusedProcessor
 from ..._report import WorkerStats
@@ -48,6 +49,7 @@ _FIRST_REPORT: Final = 0.00125  # ... at first: the interval doubles from this o
 
 
 _CPU_SAMPLE: Final = 0.01  # a worker reads its CPU time around a message this often, at most
+_TUNE_AFTER: Final = 0.05  # busy seconds after which a worker process tunes its malloc
 
 
 _READ_SAMPLE: Final = 4  # a worker counts one blocking read in this many for the queue's fill
@@ -90,6 +92,9 @@ class Worker:
         self.last_key: Key = (0,)
         self.control = control
         self.stop = stop
+        # A worker process that has worked a while keeps the memory its items free (_malloc):
+        # not from its start, where the 2 ms of importing ctypes would weigh on short runs.
+        self.untuned = stop is None
         self.seq = worker
         self.step = count
         self.reads = reads
@@ -409,6 +414,9 @@ class Worker:
             self.sampled_cpu += time.thread_time() - cpu
             self.sampled_busy += now - started
             self.next_sample = now + _CPU_SAMPLE
+            if self.untuned and self.stats.busy >= _TUNE_AFTER:
+                self.untuned = False
+                keep_freed_memory()
         # Items, not a journaled run's envelopes: the feeder sizes messages by what one costs.
         n = sum(count_items(m[2], self.enveloped) for m in msgs)
         stats.items_in += n
