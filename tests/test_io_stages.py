@@ -386,7 +386,9 @@ def test_io_stage_after_a_merge_keeps_its_items_in_flight(
     out = pipeline.run(backend=backend)
     elapsed = time.perf_counter() - start
     assert out == expected
-    assert elapsed < 6.0, f"{elapsed:.2f} s: the items ran one at a time"
+    # One at a time takes 12.8 s; Ray's actors start in 1-2 s on a quiet host, and CI once
+    # took 8 s in all on a loaded one.
+    assert elapsed < 10.0, f"{elapsed:.2f} s: the items ran one at a time"
 
 
 @stage(concurrency=16)
