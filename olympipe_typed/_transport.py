@@ -196,29 +196,20 @@ class Encoder:
         oob: list[pickle.PickleBuffer] = []
         big: list[bytes] = []
         if self._had_big:  # the last message had big bytes: look for them at once
-            file = io.BytesIO()
-            pickler = _BytesPickler(file, oob, self.threshold // 4)
-            pickler.dump(obj)
-            data, big = file.getvalue(), pickler.big  # with no persistent ids: plain pickle
-            self._had_big = sum(len(b) for b in big) >= self.threshold
+            data, big = self._by_id(obj, oob)  # with no persistent ids: the plain pickle
             inband: bytes | None = None if oob or big else data
         else:
             data = pickle.dumps(obj, protocol=5, buffer_callback=oob.append)
             inband = None if oob else data  # what to send if shared memory is not used
+            if not oob and len(data) >= self.threshold and self._worth_again(data):
+                again, big = self._by_id(obj, oob)
+                if big:
+                    self._misses = 0
+                    data = again
+                else:  # large for other reasons (many items, long str): keep in-band
+                    self._misses += 1
         if not oob and not big:
-            if len(data) < self.threshold or not self._usable:
-                return data  # the common case: today's cost plus one bound method
-            if self._misses >= _MISSES and len(data) < _RETRY:
-                return data
-            file = io.BytesIO()
-            pickler = _BytesPickler(file, oob, self.threshold // 4)
-            pickler.dump(obj)
-            if not pickler.big:
-                self._misses += 1
-                return data  # large for other reasons (many items, long str): keep in-band
-            self._misses = 0
-            data, big = file.getvalue(), pickler.big
-            self._had_big = sum(len(b) for b in big) >= self.threshold
+            return data  # the common case: today's cost plus one bound method
         raws = [b.raw() for b in oob] + [memoryview(b) for b in big]
         sizes = [r.nbytes for r in raws]
         offsets: list[int] = []
@@ -238,6 +229,22 @@ class Encoder:
         name = os.path.basename(seg.path).encode()
         head = _FIXED.pack(_MAGIC, seg.gen, len(oob), len(big), len(name))
         return b"".join((head, name, struct.pack(f"<{2 * len(raws)}Q", *offsets, *sizes), data))
+
+    def _worth_again(self, data: bytes) -> bool:
+        """Whether a large in-band pickle is worth pickling again, looking for big ``bytes``
+        (rarely, after ``_MISSES`` large ones in a row had none)."""
+        if not self._usable:
+            return False
+        return self._misses < _MISSES or len(data) >= _RETRY
+
+    def _by_id(self, obj: object, oob: list[pickle.PickleBuffer]) -> tuple[bytes, list[bytes]]:
+        """``obj`` pickled with its large ``bytes`` by persistent id, and those bytes; notes
+        whether they were worth a segment, so that the next message looks for them at once."""
+        file = io.BytesIO()
+        pickler = _BytesPickler(file, oob, self.threshold // 4)
+        pickler.dump(obj)
+        self._had_big = sum(len(b) for b in pickler.big) >= self.threshold
+        return file.getvalue(), pickler.big
 
     def _segment(self, size: int) -> _Segment | None:
         """A consumed segment of at least ``size`` bytes, or a new one; None: in-band."""

@@ -168,6 +168,41 @@ def test_once_a_message_had_big_bytes_the_next_is_pickled_once(
     assert leftovers(prefix) == []
 
 
+def test_a_large_message_after_big_bytes_is_pickled_once(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a message that had big bytes, a large one without any (60 kB of strings) is
+    pickled once, by the pickler that looks for them, and sent as it came out."""
+    import olympipe_typed._transport as transport
+
+    passes: list[str] = []
+    real = pickle.dumps
+
+    class Counting(transport._BytesPickler):
+        def dump(self, obj: object) -> None:
+            passes.append("by id")
+            super().dump(obj)
+
+    def counting(obj: object, *args: Any, **kwargs: Any) -> bytes:
+        passes.append("plain")
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(transport, "_BytesPickler", Counting)
+    monkeypatch.setattr(pickle, "dumps", counting)
+    enc, dec = Encoder(prefix), Decoder()
+    image = [(0, os.urandom(100_000))]
+    assert dec.decode(enc.encode(image)) == image
+    passes.clear()
+    small = [f"item {i}" for i in range(5000)]
+    data = enc.encode(small)
+    assert passes == ["by id"]
+    assert data == real(small, protocol=5)
+    assert dec.decode(data) == small
+    enc.close()
+    dec.close()
+    assert leftovers(prefix) == []
+
+
 def test_decoder_mixed_items_round_trip(prefix: str) -> None:
     """Small items and large arrays of several dtypes and layouts come back equal and writable."""
     big: list[np.ndarray[Any, Any]] = [
