@@ -303,6 +303,36 @@ def test_a_feeder_sleeps_until_a_worker_has_room(monkeypatch: pytest.MonkeyPatch
     assert len(naps) < 10, f"the feeder slept {len(naps)} times for 40 items"
 
 
+def wake_fifos(x: int) -> tuple[int, list[str]]:
+    """The item, and the feeders' wake-up FIFOs this worker holds open."""
+    names: list[str] = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if ".wake" in target:
+            names.append(target.rsplit(".wake", 1)[1].split()[0])
+    return x, sorted(names)
+
+
+def test_a_worker_holds_open_only_the_fifos_of_the_feeders_that_feed_it() -> None:
+    """Two sources, each feeding a stage of two workers: each worker writes to its own
+    feeder's FIFO when it is done with a message, and holds no other one open."""
+    fifos = stage(wake_fifos).options(workers=2)
+    first = source(range(6)) >> fifos
+    second = source(range(6, 12)) >> fifos
+    out1, out2 = run_all(first, second, start_method="fork")
+    assert [x for x, _ in out1] == list(range(6))
+    assert [x for x, _ in out2] == list(range(6, 12))
+    held1 = {tuple(names) for _, names in out1}
+    held2 = {tuple(names) for _, names in out2}
+    assert len(held1) == len(held2) == 1, (held1, held2)
+    (mine1,), (mine2,) = held1, held2
+    assert len(mine1) == len(mine2) == 1, (mine1, mine2)
+    assert mine1 != mine2
+
+
 class Stamp:
     """Logs (stage, item, time) as each item starts; sleeps ``delay`` per item."""
 

@@ -100,9 +100,10 @@ def worker_main(
     try:
         # The shared counters, mapped before saying so: the caller then removes their files,
         # which no process needs any more, and a caller killed later leaves none behind.
-        for mapped in (ledger, where):
-            if mapped is not None:
-                mapped.attach(stop)
+        if ledger is not None:  # with the FIFOs of the feeders that send to this worker
+            ledger.attach(stop, (slot for row in credit_in for slot in row if slot is not None))
+        if where is not None:
+            where.attach(stop)
         control.send(("started",))
         op: Op = pickle.loads(op_arg) if isinstance(op_arg, bytes) else op_arg
         proc = op.open(

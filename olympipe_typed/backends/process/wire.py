@@ -7,7 +7,6 @@ import collections
 import contextlib
 import os
 import pickle
-import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -15,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from ..._errors import StageError
 from ..._hints import short_repr
 from ..._transport import SHARED, Decoder, Encoder
+from .pipe import Waiter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from .pipe import PipeEnd
     from .plan import Pipes
@@ -108,7 +108,7 @@ class Credits:
         self._wake_r: dict[int, int] = {}  # waker node -> its FIFO's read end (the caller)
         self._wake_w: dict[int, int] = {}  # waker node -> the FIFO's write end (a worker)
         self._wake_at: dict[int, int] = {}  # slot -> the write end to tell when done
-        self._pollers: dict[int, select.poll] = {}
+        self._waiters: dict[int, Waiter] = {}  # waker node -> its wait on the FIFO
         self._opening = threading.Lock()
         self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
         for (_, _, child, cw), slot in slots.items():
@@ -164,8 +164,7 @@ class Credits:
             fifo = self.wake_path(node)
             os.mkfifo(fifo, 0o600)
             self._wake_r[node] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-            self._pollers[node] = poller = select.poll()
-            poller.register(self._wake_r[node], select.POLLIN)
+            self._waiters[node] = Waiter()
         _make(self.path, 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active)))
         for node, workers in active.items():
             self.set_active(node, workers)
@@ -180,12 +179,15 @@ class Credits:
         """The FIFO a worker writes to when it has done a message from ``node``'s feeder."""
         return f"{self.path}.wake{node}"
 
-    def attach(self, stop: threading.Event | None) -> None:
+    def attach(self, stop: threading.Event | None, slots: Iterable[int] = ()) -> None:
         """Map the file now (a worker at its start), waiting for the caller to make it; then
-        open the feeders' FIFOs, which exist by then, for writing."""
+        open for writing the FIFOs, which exist by then, of the feeders that send into
+        ``slots`` (the worker's own)."""
         _attach(self.counts, stop)
+        mine = set(slots)
+        feeders = {p for (p, _, _, _), slot in self.slots.items() if slot in mine}
         with self._opening:  # thread workers share the caller's ledger: one write end each
-            for node in self.wakers:
+            for node in self.wakers & feeders:
                 if node in self._wake_w:
                     continue
                 path = self.wake_path(node)
@@ -214,7 +216,7 @@ class Credits:
             for fd in (*self._wake_r.values(), *self._wake_w.values()):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            self._wake_r, self._wake_w, self._wake_at, self._pollers = {}, {}, {}, {}
+            self._wake_r, self._wake_w, self._wake_at, self._waiters = {}, {}, {}, {}
 
     def set_active(self, node: int, workers: int) -> None:
         self.counts()[self.released_at + self.active[node]] = workers
@@ -280,8 +282,8 @@ class Credits:
                 break
             if stop is not None and stop.is_set():
                 raise Stopped
-            poller = self._pollers.get(me[0])
-            if poller is not None and self._woken(me[0], poller):
+            waiter = self._waiters.get(me[0])
+            if waiter is not None and self._woken(me[0], waiter):
                 continue  # a feeder: a worker has done a message, or the wait is over
             if not waited_from:
                 waited_from = time.monotonic()
@@ -296,17 +298,19 @@ class Credits:
         c[at + 2] += n
         return best
 
-    def _woken(self, node: int, poller: select.poll) -> bool:
+    def _woken(self, node: int, waiter: Waiter) -> bool:
         """Sleep until a worker says it has done a message (True), or ``_WAKE_WAIT`` has passed
         (True: look again); False when no worker holds the FIFO open any more (poll would
-        return at once from then on: pause instead)."""
-        if not poller.poll(_WAKE_WAIT * 1000.0):
+        return at once from then on: pause instead), or the run has closed it."""
+        fd = self._wake_r.get(node)
+        if fd is None:
+            return False
+        if not waiter.wait([fd], _WAKE_WAIT):
             return True
-        fd, woke = self._wake_r.get(node), False
-        if fd is not None:  # None: closed meanwhile (the run is over)
-            with contextlib.suppress(OSError):  # BlockingIOError: all read
-                while os.read(fd, 4096):  # every byte so far: what came meanwhile too
-                    woke = True
+        woke = False
+        with contextlib.suppress(OSError):  # BlockingIOError: all read; EBADF: closed
+            while os.read(fd, 4096):  # every byte so far: what came meanwhile too
+                woke = True
         return woke
 
     def done(self, slot: int, n: int) -> None:
