@@ -57,13 +57,14 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def fusable(op: Op | None) -> bool:
-    """Whether the planner may fuse this stage with its neighbours and size its workers."""
+def fusable(op: Op | None, *, as_if_unhinted: bool = False) -> bool:
+    """Whether the planner may fuse this stage with its neighbours and size its workers (or
+    could, ``as_if_unhinted``, were its ``workers=`` left out)."""
     if op is None or op.kind not in ("map", "flat", "filter") or op.fn is None:
         return False
     opts = op.options
     return (
-        opts.workers is None
+        (opts.workers is None or as_if_unhinted)
         and not isinstance(op.fn, ClassSpec)
         and opts.ordered
         and opts.queue_size is None
@@ -143,12 +144,19 @@ def _runs(values: list[int]) -> list[int]:
 class Plan:
     """The physical plan a run used: ``report.plan``."""
 
-    __slots__ = ("groups", "mode")
+    __slots__ = ("apart", "crossings", "groups", "mode")
 
-    def __init__(self, mode: str, groups: list[Group]) -> None:
+    def __init__(
+        self, mode: str, groups: list[Group], apart: tuple[str, ...] = (), crossings: int = 0
+    ) -> None:
         #: "auto", "per_stage", or the backend's own ("inline", "ray": one group per stage).
         self.mode = mode
         self.groups = tuple(groups)
+        #: The stages that run in processes of their own only because ``workers=`` was given:
+        #: without it, the planner would fuse each of them with a neighbour.
+        self.apart = apart
+        #: How many more process boundaries each item crosses for that.
+        self.crossings = crossings
 
     def group_of(self, stage: str) -> Group:
         """The group that ran the stage called ``stage``."""
@@ -169,6 +177,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
+            "apart": list(self.apart),
+            "crossings": self.crossings,
             "groups": [
                 {
                     "stages": list(g.stages),
@@ -204,28 +214,17 @@ def physical(
     """
     if mode == "per_stage":
         return graph, [_as_written(n) for n in graph.nodes], logical_plan(graph, mode)
-    outputs = set(graph.outputs)
-    # Each logical node's group: a list of logical nodes, in chain order.
-    chain_of: dict[int, list[Node]] = {}
-    chains: list[list[Node]] = []
-    for node in graph.nodes:
-        parent = graph.nodes[node.parents[0]] if len(node.parents) == 1 else None
-        if (
-            parent is not None
-            and fusable(node.op)
-            and fusable(parent.op)
-            and len(parent.children) == 1
-            and parent.id not in outputs
-            and parent.op is not None
-            and node.op is not None
-            and parent.op.enveloped == node.op.enveloped
-        ):
-            chain = chain_of[parent.id]
-            chain.append(node)
-        else:
-            chain = [node]
-            chains.append(chain)
-        chain_of[node.id] = chain
+    chain_of, chains = _chains(graph, as_if_unhinted=False)
+    # What the stages' workers= cost: the stages kept apart by it alone, and the process
+    # boundaries an item crosses for that (threads cross none: no advice for them).
+    unhinted = chains if threads else _chains(graph, as_if_unhinted=True)[1]
+    apart = tuple(
+        n.name
+        for c in unhinted
+        if len(c) > 1
+        for n in c
+        if n.op is not None and n.op.options.workers is not None
+    )
     auto = [c for c in chains if all(sizable(n.op) for n in c)]
     # A message goes to one worker, and the source's items are at least as many as its
     # messages: no group gets more workers than a list, tuple or range source has items.
@@ -260,8 +259,37 @@ def physical(
     for g in sized:
         g.history = [(0.0, max(1, g.workers // len(sized)))]
     physical_graph = Graph(nodes, [new_id[id(chain_of[o])] for o in graph.outputs])
-    plan = Plan(mode, [g for g in groups if g is not None])
+    plan = Plan(mode, [g for g in groups if g is not None], apart, len(chains) - len(unhinted))
     return physical_graph, groups, plan
+
+
+def _chains(
+    graph: Graph, *, as_if_unhinted: bool
+) -> tuple[dict[int, list[Node]], list[list[Node]]]:
+    """The chains of adjacent stages that run fused (``fusable``), by logical node, and in
+    order: one chain per physical node."""
+    outputs = set(graph.outputs)
+    chain_of: dict[int, list[Node]] = {}
+    chains: list[list[Node]] = []
+    for node in graph.nodes:
+        parent = graph.nodes[node.parents[0]] if len(node.parents) == 1 else None
+        if (
+            parent is not None
+            and fusable(node.op, as_if_unhinted=as_if_unhinted)
+            and fusable(parent.op, as_if_unhinted=as_if_unhinted)
+            and len(parent.children) == 1
+            and parent.id not in outputs
+            and parent.op is not None
+            and node.op is not None
+            and parent.op.enveloped == node.op.enveloped
+        ):
+            chain = chain_of[parent.id]
+            chain.append(node)
+        else:
+            chain = [node]
+            chains.append(chain)
+        chain_of[node.id] = chain
+    return chain_of, chains
 
 
 def source_items(graph: Graph) -> int | None:

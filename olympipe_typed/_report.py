@@ -244,11 +244,20 @@ class RunReport:
         cpu = sum(s.cpu for s in self.stages)
         if self.cores and self.wall > 0 and cpu / self.wall > _BUSY * self.cores:
             heavy = max(self.stages, key=lambda s: s.cpu)
-            return (
+            busy = (
                 f"the stages kept all {self.cores} CPUs busy ({cpu / self.wall:.1f} of "
                 f"{self.cores}; {heavy.name} used the most): more workers will not help on this "
-                "machine, a faster stage or more machines will"
+                "machine"
             )
+            if self.plan is not None and self.plan.apart:
+                n = self.plan.crossings
+                return (
+                    f"{busy}; {', '.join(self.plan.apart)} run in processes of their own "
+                    "because of their workers=: without it the planner fuses them with their "
+                    f"neighbours, and each item crosses {n} process "
+                    f"boundar{'y' if n == 1 else 'ies'} fewer"
+                )
+            return f"{busy}, a faster stage or more machines will"
         if slow.utilization < _BUSY:
             return (
                 f"no stage was busy most of the time ({share}): the source, or the code "

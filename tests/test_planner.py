@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +22,9 @@ from olympipe_typed import (
     source,
     stage,
 )
+from olympipe_typed._graph import compile_graph
+from olympipe_typed._planner import Group, Plan, physical
+from olympipe_typed._report import RunReport, StageReport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -111,6 +114,71 @@ def test_no_group_gets_more_workers_than_the_source_has_items(
     assert report is not None
     assert report.plan is not None
     assert [(g.stages, g.workers) for g in report.plan.groups] == [(("inc", "double"), workers)]
+
+
+def _plan(p: Pipeline[Any], *, threads: bool = False) -> Plan:
+    return physical(compile_graph([p._node]), "auto", budget=2, threads=threads)[2]
+
+
+def test_the_plan_names_the_stages_that_workers_keeps_apart() -> None:
+    """The image job with its old hints (augment, encode x2): those two run as written, and
+    the plan says that without workers= they would be fused with decode+resize, two process
+    boundaries fewer an item. A class stage, or a stage next to a batch, is apart anyway."""
+    hinted = (
+        source(range(4))
+        >> stage(inc)
+        >> stage(double)
+        >> stage(inc).options(name="augment", workers=2)
+        >> stage(double).options(name="encode", workers=2)
+    )
+    plan = _plan(hinted)
+    assert [(g.stages, g.auto) for g in plan.groups] == [
+        (("inc", "double"), True),
+        (("augment",), False),
+        (("encode",), False),
+    ]
+    assert (plan.apart, plan.crossings) == (("augment", "encode"), 2)
+    assert plan.to_dict()["apart"] == ["augment", "encode"]
+    assert _plan(hinted, threads=True).apart == ()
+    assert _plan(source(range(4)) >> stage(inc) >> stage(double)).apart == ()
+    kept = (
+        source(range(4))
+        >> stage(inc)
+        >> stage(Scale)(3).options(workers=2)
+        >> stage(double).options(workers=2)
+        >> batch(2)
+    )
+    assert (_plan(kept).apart, _plan(kept).crossings) == ((), 0)
+
+
+def test_when_the_cpus_are_busy_the_hint_names_the_stages_workers_keeps_apart() -> None:
+    """More workers cannot help when every core is busy; fusing can: the hint says which
+    stages' workers= stop the planner from fusing them, and what it costs each item."""
+    plan = Plan(
+        "auto",
+        [
+            Group(("decode", "resize"), 2, auto=True),
+            Group(("augment",), 2, auto=False),
+            Group(("encode",), 2, auto=False),
+        ],
+        ("augment", "encode"),
+        2,
+    )
+    stages = [
+        StageReport(name, 2, 10, 10, busy=1.0, waiting=0.0, blocked=0.0, queue_fill=None, cpu=cpu)
+        for name, cpu in (("decode", 0.6), ("resize", 0.4), ("augment", 0.5), ("encode", 0.4))
+    ]
+    hint = RunReport("process", 1.0, stages, cores=2, plan=plan).hint
+    assert hint.startswith("the stages kept all 2 CPUs busy (1.9 of 2; decode used the most)")
+    assert hint.endswith(
+        "augment, encode run in processes of their own because of their workers=: without it "
+        "the planner fuses them with their neighbours, and each item crosses 2 process "
+        "boundaries fewer"
+    )
+    unhinted = Plan("auto", [Group(("decode", "resize", "augment", "encode"), 2, auto=True)])
+    assert RunReport("process", 1.0, stages, cores=2, plan=unhinted).hint.endswith(
+        "a faster stage or more machines will"
+    )
 
 
 def test_per_stage_plan_runs_each_stage_as_written() -> None:
