@@ -23,6 +23,7 @@ import stat
 import sys
 import sysconfig
 import tempfile
+import time
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, final
 
@@ -42,6 +43,7 @@ R = TypeVar("R")
 _MAGIC: Final = b"olympipe_typed cache entry 1\n"
 _MAC_SIZE: Final = 32  # HMAC-SHA256
 _SECRET: Final = ".key"
+_NAMES_WAIT: Final = 50  # looks, 10 ms apart, for a new key's temporary second name to go
 _MISS: Final = object()
 
 
@@ -169,6 +171,13 @@ def _load_secret(cache_dir: str) -> bytes:
         raise PermissionError(msg) from exc
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(fd)
+        # Another worker that made the key a moment ago removes its temporary name next:
+        # a second name that stays is refused below.
+        for _ in range(_NAMES_WAIT):
+            if info.st_nlink == 1:
+                break
+            time.sleep(0.01)
+            info = os.fstat(fd)
         secret = f.read(33) if stat.S_ISREG(info.st_mode) else b""
     if (
         info.st_uid != os.getuid()

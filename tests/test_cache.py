@@ -209,6 +209,28 @@ def test_issue_22_planted_fifo_or_link_is_a_miss(tmp_path: Path) -> None:
     assert run_cached(square, cache_dir, "inline") == [0, 1, 4, 9]
 
 
+def test_a_key_file_another_worker_is_making_is_read_once_its_second_name_goes(
+    tmp_path: Path,
+) -> None:
+    """A worker that made the key links it from a temporary name, then removes that name: a
+    worker reading the key in between waits for it to go, rather than refusing the key (seen
+    once in CI, with workers=2 on a cached task)."""
+    from olympipe_typed._cache import _load_secret
+
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    temporary = cache_dir / "tmpkey"
+    temporary.write_bytes(os.urandom(32))
+    temporary.chmod(0o600)
+    os.link(temporary, cache_dir / ".key")
+    remover = threading.Timer(0.1, temporary.unlink)
+    remover.start()
+    try:
+        assert _load_secret(str(cache_dir)) == (cache_dir / ".key").read_bytes()
+    finally:
+        remover.join()
+
+
 @pytest.mark.parametrize("how", ["readable by others", "hard link", "symbolic link"])
 def test_issue_22_a_key_file_others_could_know_is_refused(tmp_path: Path, how: str) -> None:
     """The folder's key file is refused, naming it, when another user could read or have
