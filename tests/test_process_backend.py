@@ -303,6 +303,33 @@ def test_a_feeder_sleeps_until_a_worker_has_room(monkeypatch: pytest.MonkeyPatch
     assert len(naps) < 10, f"the feeder slept {len(naps)} times for 40 items"
 
 
+def test_a_worker_that_feeds_others_sleeps_until_one_has_room(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A worker feeding a stage of 30 ms items waits for room at nearly every message: it
+    sleeps until a worker of that stage says it has done one, as a feeder does, rather than
+    looking again and again (naps are counted in every process: the workers are forked with
+    the counting clock)."""
+    from olympipe_typed.backends.process import wire
+
+    log = tmp_path / "naps"
+    real_sleep = time.sleep
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            record(log, f"{os.getpid()} {seconds}")
+            real_sleep(seconds)
+
+    monkeypatch.setattr(wire, "time", Clock())
+    p = source(range(40)) >> double.options(workers=1) >> stage(sleep_30ms).options(workers=2)
+    assert p.run(start_method="fork") == [2 * x for x in range(40)]
+    assert len(lines(log)) < 10, f"producers slept {len(lines(log))} times for 40 items"
+
+
 def wake_fifos(x: int) -> tuple[int, list[str]]:
     """The item, and the feeders' wake-up FIFOs this worker holds open."""
     names: list[str] = []

@@ -100,8 +100,9 @@ def worker_main(
     try:
         # The shared counters, mapped before saying so: the caller then removes their files,
         # which no process needs any more, and a caller killed later leaves none behind.
-        if ledger is not None:  # with the FIFOs of the feeders that send to this worker
-            ledger.attach(stop, (slot for row in credit_in for slot in row if slot is not None))
+        if ledger is not None:  # with the FIFOs of its producers, and its own
+            slots = (slot for row in credit_in for slot in row if slot is not None)
+            ledger.attach(stop, slots, (node_id, worker))
         if where is not None:
             where.attach(stop)
         control.send(("started",))

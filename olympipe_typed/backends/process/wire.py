@@ -78,12 +78,17 @@ class Credits:
     After the pipes' counters: each reorderer's next message number (written by it alone),
     then each dealt node's workers at work (written by the caller's planner).
 
-    A source's feeder does not poll for room: it sleeps on a FIFO of its own (``wakers``),
-    into which each worker it feeds writes a byte whenever it has done one of its messages
-    (after counting it, so the feeder that wakes sees the room). A feeder that waits for room
-    item after item (items of 40 ms, say) woke 20 times a message polling, and each wake-up
-    took a core from a worker; now it wakes once, as soon as there is room. Workers that
-    feed other workers poll as before (``_PAUSE``).
+    A producer does not poll for room: each one (a source's feeder, or a worker that feeds
+    other workers) sleeps on a FIFO of its own (``wakers``), into which each worker it feeds
+    writes a byte whenever it has done one of its messages (after counting it, so the
+    producer that wakes sees the room). A feeder that waits for room item after item (items
+    of 40 ms, say) woke 20 times a message polling, and each wake-up took a core from a
+    worker; now it wakes once, as soon as there is room. A worker that polled slept up to
+    2 ms past the moment a cheap item made room, while the worker it feeds ran dry.
+
+    The caller makes the FIFOs and holds every one open for reading until the run ends, so
+    that a worker can always open its write ends (a FIFO with no reader refuses them). A
+    producer that has no FIFO (a worker started after the files were removed) polls.
     """
 
     def __init__(
@@ -95,7 +100,7 @@ class Credits:
         reorderers: list[int],
         active: dict[int, int],
         ooo: set[int],
-        wakers: frozenset[int] = frozenset(),
+        wakers: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.path = path
         self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
@@ -104,11 +109,11 @@ class Credits:
         self.reorderers = reorderers  # readers restoring order (-1 - i: the caller's output i)
         self.active = active  # dealt node -> its slot of workers at work
         self.ooo = ooo  # nodes whose outputs leave out of order
-        self.wakers = wakers  # producer nodes (sources) that sleep on a FIFO for room
-        self._wake_r: dict[int, int] = {}  # waker node -> its FIFO's read end (the caller)
-        self._wake_w: dict[int, int] = {}  # waker node -> the FIFO's write end (a worker)
+        self.wakers = wakers  # producers, (node, worker), that sleep on a FIFO for room
+        self._wake_r: dict[tuple[int, int], int] = {}  # producer -> its FIFO's read end
+        self._wake_w: dict[tuple[int, int], int] = {}  # producer -> the FIFO's write end
         self._wake_at: dict[int, int] = {}  # slot -> the write end to tell when done
-        self._waiters: dict[int, Waiter] = {}  # waker node -> its wait on the FIFO
+        self._waiters: dict[tuple[int, int], Waiter] = {}  # producer -> its wait on the FIFO
         self._opening = threading.Lock()
         self.into: dict[tuple[int, int], list[int]] = {}  # (consumer, worker) -> its slots
         for (_, _, child, cw), slot in slots.items():
@@ -143,7 +148,6 @@ class Credits:
         dealt = sorted(plan.dealt)
         base = len(plan.reorderers)
         active = {node: base + i for i, node in enumerate(dealt)}
-        sources = {n.id for n in plan.graph.sources}
         return Credits(
             path,
             plan.credit_slots,
@@ -152,19 +156,20 @@ class Credits:
             plan.reorderers,
             active,
             plan.ooo,
-            frozenset(p for p, _, _, _ in plan.credit_slots if p in sources),
+            frozenset((p, pw) for p, pw, _, _ in plan.credit_slots),
         )
 
     def make(self, active: dict[int, int]) -> None:
         """Make the file, with each dealt node's workers at work. Called once the workers are
         started (they map it at their first message): a caller killed from then on has workers
-        that remove it; a moment earlier, there would be none to. The feeders' FIFOs come
-        first, opened for reading: a worker opens them once it has mapped the counters."""
-        for node in self.wakers:
-            fifo = self.wake_path(node)
+        that remove it; a moment earlier, there would be none to. The producers' FIFOs come
+        first, opened for reading here (the feeders, and thread workers, read these ends): a
+        worker opens them once it has mapped the counters."""
+        for producer in self.wakers:
+            fifo = self.wake_path(producer)
             os.mkfifo(fifo, 0o600)
-            self._wake_r[node] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-            self._waiters[node] = Waiter()
+            self._wake_r[producer] = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            self._waiters[producer] = Waiter()
         _make(self.path, 8 * (_SLOT * len(self.slots) + len(self.reorderers) + len(self.active)))
         for node, workers in active.items():
             self.set_active(node, workers)
@@ -175,35 +180,46 @@ class Credits:
             self._counts = _map(self.path, size)
         return self._counts
 
-    def wake_path(self, node: int) -> str:
-        """The FIFO a worker writes to when it has done a message from ``node``'s feeder."""
-        return f"{self.path}.wake{node}"
+    def wake_path(self, producer: tuple[int, int]) -> str:
+        """The FIFO a worker writes to when it has done a message from ``producer``."""
+        node, worker = producer
+        return f"{self.path}.wake{node}-{worker}"
 
-    def attach(self, stop: threading.Event | None, slots: Iterable[int] = ()) -> None:
+    def attach(
+        self,
+        stop: threading.Event | None,
+        slots: Iterable[int] = (),
+        me: tuple[int, int] | None = None,
+    ) -> None:
         """Map the file now (a worker at its start), waiting for the caller to make it; then
-        open for writing the FIFOs, which exist by then, of the feeders that send into
-        ``slots`` (the worker's own)."""
+        open the FIFOs, which exist by then: for writing, those of the producers that send
+        into ``slots`` (the worker's own); for reading, the one of ``me``, the worker, if it
+        feeds others."""
         _attach(self.counts, stop)
         mine = set(slots)
-        feeders = {p for (p, _, _, _), slot in self.slots.items() if slot in mine}
+        producers = {(p, pw) for (p, pw, _, _), slot in self.slots.items() if slot in mine}
         with self._opening:  # thread workers share the caller's ledger: one write end each
-            for node in self.wakers & feeders:
-                if node in self._wake_w:
+            if me is not None and me in self.wakers and me not in self._wake_r:
+                with contextlib.suppress(OSError):  # removed: a worker started late polls
+                    self._wake_r[me] = os.open(self.wake_path(me), os.O_RDONLY | os.O_NONBLOCK)
+                    self._waiters[me] = Waiter()
+            for producer in self.wakers & producers:
+                if producer in self._wake_w:
                     continue
-                path = self.wake_path(node)
+                path = self.wake_path(producer)
                 try:
-                    self._wake_w[node] = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                    self._wake_w[producer] = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
                 except OSError:  # the run is ending: nobody waits any more
                     continue
             self._wake_at = {
-                slot: self._wake_w[p]
-                for (p, _, _, _), slot in self.slots.items()
-                if p in self._wake_w
+                slot: self._wake_w[(p, pw)]
+                for (p, pw, _, _), slot in self.slots.items()
+                if (p, pw) in self._wake_w
             }
 
     def unlink(self) -> None:
         """Remove the files (counters, FIFOs): open ends and mappings outlive them."""
-        for path in (self.path, *(self.wake_path(node) for node in self._wake_r)):
+        for path in (self.path, *(self.wake_path(producer) for producer in self._wake_r)):
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
@@ -282,9 +298,9 @@ class Credits:
                 break
             if stop is not None and stop.is_set():
                 raise Stopped
-            waiter = self._waiters.get(me[0])
-            if waiter is not None and self._woken(me[0], waiter):
-                continue  # a feeder: a worker has done a message, or the wait is over
+            waiter = self._waiters.get(me)
+            if waiter is not None and self._woken(me, waiter):
+                continue  # a worker has done a message, or the wait is over: look again
             if not waited_from:
                 waited_from = time.monotonic()
             time.sleep(delay)
@@ -298,11 +314,11 @@ class Credits:
         c[at + 2] += n
         return best
 
-    def _woken(self, node: int, waiter: Waiter) -> bool:
+    def _woken(self, me: tuple[int, int], waiter: Waiter) -> bool:
         """Sleep until a worker says it has done a message (True), or ``_WAKE_WAIT`` has passed
         (True: look again); False when no worker holds the FIFO open any more (poll would
         return at once from then on: pause instead), or the run has closed it."""
-        fd = self._wake_r.get(node)
+        fd = self._wake_r.get(me)
         if fd is None:
             return False
         if not waiter.wait([fd], _WAKE_WAIT):
