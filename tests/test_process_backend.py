@@ -22,7 +22,7 @@ from malloc_child import SIZE, glibc_with_mallinfo2
 from olympipe_typed import Pipeline, Stage, batch, run_all, source, stage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -280,6 +280,24 @@ def sleep_30ms(x: int) -> int:
     return x
 
 
+class NapClock:
+    """``time`` for wire.py, telling ``nap`` of each ``sleep``: its seconds, and the name of
+    the function that slept (``send`` waits for room; ``_attach``, for the caller's counters)."""
+
+    def __init__(self, nap: Callable[[float, str], None]) -> None:
+        self.nap = nap
+        self.real_sleep = time.sleep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        frame = inspect.currentframe()
+        sleeper = frame.f_back if frame is not None else None
+        self.nap(seconds, "" if sleeper is None else sleeper.f_code.co_name)
+        self.real_sleep(seconds)
+
+
 def test_a_feeder_sleeps_until_a_worker_has_room(monkeypatch: pytest.MonkeyPatch) -> None:
     """Items of 30 ms each: the feeder, which waits for room at nearly every message, sleeps
     until a worker says it is done with one, rather than looking again and again (about ten
@@ -287,18 +305,7 @@ def test_a_feeder_sleeps_until_a_worker_has_room(monkeypatch: pytest.MonkeyPatch
     from olympipe_typed.backends.process import wire
 
     naps: list[float] = []
-    real_sleep = time.sleep
-
-    class Clock:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            naps.append(seconds)
-            real_sleep(seconds)
-
-    monkeypatch.setattr(wire, "time", Clock())
+    monkeypatch.setattr(wire, "time", NapClock(lambda seconds, _: naps.append(seconds)))
     p = source(range(40)) >> stage(sleep_30ms).options(workers=2)
     assert p.run(start_method="fork") == list(range(40))
     assert len(naps) < 10, f"the feeder slept {len(naps)} times for 40 items"
@@ -315,21 +322,12 @@ def test_a_worker_that_feeds_others_sleeps_until_one_has_room(
     from olympipe_typed.backends.process import wire
 
     log = tmp_path / "naps"
-    real_sleep = time.sleep
 
-    class Clock:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(time, name)
+    def nap(seconds: float, where: str) -> None:
+        if where == "send":
+            record(log, f"{os.getpid()} {seconds}")
 
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            frame = inspect.currentframe()
-            waiter = frame.f_back if frame is not None else None
-            if waiter is not None and waiter.f_code.co_name == "send":  # not a worker's start
-                record(log, f"{os.getpid()} {seconds}")
-            real_sleep(seconds)
-
-    monkeypatch.setattr(wire, "time", Clock())
+    monkeypatch.setattr(wire, "time", NapClock(nap))
     p = source(range(40)) >> double.options(workers=1) >> stage(sleep_30ms).options(workers=2)
     assert p.run(start_method="fork") == [2 * x for x in range(40)]
     assert len(lines(log)) < 10, f"producers slept {len(lines(log))} times for 40 items"
