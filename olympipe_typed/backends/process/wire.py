@@ -100,7 +100,6 @@ class Credits:
         reorderers: list[int],
         active: dict[int, int],
         ooo: set[int],
-        wakers: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.path = path
         self.slots = slots  # (producer node, its worker, consumer node, its worker) -> slot
@@ -109,7 +108,8 @@ class Credits:
         self.reorderers = reorderers  # readers restoring order (-1 - i: the caller's output i)
         self.active = active  # dealt node -> its slot of workers at work
         self.ooo = ooo  # nodes whose outputs leave out of order
-        self.wakers = wakers  # producers, (node, worker), that sleep on a FIFO for room
+        # The producers, (node, worker), that sleep on a FIFO for room: all that count.
+        self.wakers = frozenset((p, pw) for p, pw, _, _ in slots)
         self._wake_r: dict[tuple[int, int], int] = {}  # producer -> its FIFO's read end
         self._wake_w: dict[tuple[int, int], int] = {}  # producer -> the FIFO's write end
         self._wake_at: dict[int, int] = {}  # slot -> the write end to tell when done
@@ -134,7 +134,6 @@ class Credits:
             self.reorderers,
             self.active,
             self.ooo,
-            self.wakers,
         )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
@@ -156,7 +155,6 @@ class Credits:
             plan.reorderers,
             active,
             plan.ooo,
-            frozenset((p, pw) for p, pw, _, _ in plan.credit_slots),
         )
 
     def make(self, active: dict[int, int]) -> None:
@@ -203,7 +201,7 @@ class Credits:
                 with contextlib.suppress(OSError):  # removed: a worker started late polls
                     self._wake_r[me] = os.open(self.wake_path(me), os.O_RDONLY | os.O_NONBLOCK)
                     self._waiters[me] = Waiter()
-            for producer in self.wakers & producers:
+            for producer in producers:
                 if producer in self._wake_w:
                     continue
                 path = self.wake_path(producer)
