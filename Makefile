@@ -10,8 +10,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# A plain path entry for the editable install (no import hook to load at every start-up),
-# and compiled bytecode even where PYTHONDONTWRITEBYTECODE is set.
+# A plain path entry for the editable install (no import hook to load at every start-up).
+# `make bench` compiles the bytecode itself, even where PYTHONDONTWRITEBYTECODE is set: without
+# it every import compiles the source, and start-up and peak memory would measure the compiler.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,ray,demo,compat-test]' --config-settings editable_mode=compat
 	touch $(STAMP)
@@ -38,7 +39,8 @@ dist: $(STAMP)
 	$(PY) tools/check_dist.py dist
 
 # The suite against the installed wheel, in virtual environments of its own: Python 3.11
-# (whole suite; conformance and fault tests again under forkserver and spawn), 3.12, 3.13.
+# (whole suite; conformance and fault tests again under forkserver and spawn), 3.12, 3.13,
+# in two lanes side by side (tools/wheeltest.py says which legs go where, and why).
 wheeltest: dist
 	$(PY) tools/wheeltest.py dist
 

@@ -8,17 +8,24 @@ holds no ``olympipe_typed/``, and runs pytest there. The tests check at start th
 import the installed package (tests/conftest.py), so a module missing from the wheel fails
 the suite. A Python missing from the machine is said in one line, never skipped silently.
 
-Legs (about 17 minutes in all on a 2-core machine):
-- 3.11, fork (the default on Linux before 3.14): the whole suite, every backend, Ray and the
-  demo included.
-- 3.11 with spawn as the default start method (macOS has it): the conformance and fault tests
-  of the process backend (every stage is pickled by reference into a fresh interpreter).
-- 3.11 with forkserver (the default on Linux from 3.14): the process backend's own, fault,
-  long-run and property tests (the pickling is spawn's, tested above; what differs is the
-  workers' parent, the forkserver, which teardown, signals and leak checks exercise).
-- 3.12 and 3.13: the conformance and fault tests of the process backend, the examples and the
-  typing corpus. (The inline and thread backends start no process: the whole-suite leg
+Legs (about 10 minutes on a 2-core machine, in two lanes side by side: a leg uses about a
+third of 2 cores, most of its time being processes starting, items timed on purpose and
+timeouts waited for):
+- lane 1, 3.11, fork (the default on Linux before 3.14): the whole suite, every backend, Ray
+  and the demo included; then 3.11 with forkserver (the default on Linux from 3.14): the
+  process backend's own, fault, long-run and property tests (the pickling is spawn's, tested
+  in lane 2; what differs is the workers' parent, the forkserver, which teardown, signals and
+  leak checks exercise).
+- lane 2, 3.12 and 3.13: the conformance and fault tests of the process backend, the examples
+  and the typing corpus; then 3.11 with spawn as the default start method (macOS has it): the
+  conformance and fault tests of the process backend (every stage is pickled by reference into
+  a fresh interpreter). (The inline and thread backends start no process: the whole-suite leg
   tests them; the inline reference runs inside each conformance test on every leg.)
+
+A leg's output goes to ``build/wheeltest/<leg>.log`` and is printed whole when the leg ends, so
+that two legs never interleave their lines. Each leg has a pytest ``--basetemp`` of its own.
+The tests' leak checks are per process (children of the test process, shared memory named by
+its pid), so a leg never takes another's processes or segments for its own.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +110,25 @@ class Leg:
         return f"Python {self.python}, {method}, {scope}"
 
 
-def legs() -> list[Leg]:
-    """The legs of ``make test``, in the order they run."""
+def lanes() -> list[list[Leg]]:
+    """The legs of ``make test``: two lanes that run side by side, each leg after the other."""
     every_python = [*CORE, *FIRST, *EXTRA]
     return [
-        Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot,compat-test"),
-        Leg("3.11", "spawn", [*CORE, *FIRST], "dev,demo", "not ray", "process"),
-        Leg("3.11", "forkserver", [*FORKSERVER, *FIRST], "dev,demo", "not ray", "process"),
-        Leg("3.12", "", every_python, "dev,demo", "not ray", "process"),
-        Leg("3.13", "", every_python, "dev,demo", "not ray", "process"),
+        [
+            Leg("3.11", "", ["tests"], "dev,demo,ray,progress,plot,compat-test"),
+            Leg("3.11", "forkserver", [*FORKSERVER, *FIRST], "dev,demo", "not ray", "process"),
+        ],
+        [
+            Leg("3.12", "", every_python, "dev,demo", "not ray", "process"),
+            Leg("3.13", "", every_python, "dev,demo", "not ray", "process"),
+            Leg("3.11", "spawn", [*CORE, *FIRST], "dev,demo", "not ray", "process"),
+        ],
     ]
+
+
+def legs() -> list[Leg]:
+    """The legs of ``make test``, lane by lane."""
+    return [leg for lane in lanes() for leg in lane]
 
 
 def find_python(version: str) -> str | None:
@@ -142,7 +160,7 @@ def venv_for(version: str, exe: str, wheel: Path, extras: str) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, f"{wheel}[{extras}]"], check=True)
-    print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
+    say(f"Python {version}: installed in {time.monotonic() - started:.0f} s")
     return python
 
 
@@ -162,8 +180,17 @@ def tree_for(version: str) -> Path:
     return tree
 
 
+_PRINT = threading.Lock()
+
+
+def say(text: str) -> None:
+    """Print ``text`` whole: the lanes' lines never interleave."""
+    with _PRINT:
+        print(text, flush=True)
+
+
 def run_leg(leg: Leg, python: Path, tree: Path) -> None:
-    """Run pytest for ``leg``; record its counts."""
+    """Run pytest for ``leg``, its output to a log printed when it ends; record its counts."""
     env = dict(os.environ)
     env["OLYMPIPE_TYPED_TEST_INSTALLED"] = "1"  # conftest: fail unless the wheel is imported
     env.pop("PYTHONPATH", None)
@@ -174,24 +201,65 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
         # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
         env["OLYMPIPE_TYPED_TEST_START_METHOD"] = leg.start_method
         env["PYTHONPATH"] = str(tree / "tests" / "site")
-    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--durations=5", *leg.tests]
-    if leg.deselect:
-        command += ["-m", leg.deselect]
-    print(f"\n=== {leg.label}: {' '.join(command[1:])}", flush=True)
-    started = time.monotonic()
-    lines: list[str] = []
-    with subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # as it comes: a leg takes minutes
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            lines.append(line)
-    leg.seconds = time.monotonic() - started
-    found = SUMMARY.findall("".join(lines[-50:]))
-    leg.outcome = found[-1] if found else f"pytest exited {proc.returncode} without a summary"
-    leg.ok = proc.returncode == 0
+    name = f"{leg.python}-{leg.start_method or 'fork'}"
+    log = WORK / f"{name}.log"
+    with tempfile.TemporaryDirectory(prefix=f"wheeltest-{name}-") as temp:
+        command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--durations=5",
+                   "--basetemp", str(Path(temp) / "pytest"), *leg.tests]  # fmt: skip
+        if leg.deselect:
+            command += ["-m", leg.deselect]
+        say(f"=== {leg.label}: started, output in {log}\n    {' '.join(command[1:])}")
+        started = time.monotonic()
+        with log.open("w") as out:
+            code = subprocess.run(
+                command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
+        leg.seconds = time.monotonic() - started
+    text = log.read_text(errors="replace")
+    found = SUMMARY.findall("\n".join(text.splitlines()[-50:]))
+    leg.outcome = found[-1] if found else f"pytest exited {code} without a summary"
+    leg.ok = code == 0
+    say(f"\n=== {leg.label}: ended in {leg.seconds:.0f} s\n{text}")
+
+
+class Envs:
+    """One virtual environment and test tree per Python, made once, by the first lane to ask."""
+
+    def __init__(self, wheel: Path, todo: list[Leg]) -> None:
+        self.wheel = wheel
+        self.todo = todo
+        self.made: dict[str, tuple[Path, Path] | None] = {}
+        self.locks = {leg.python: threading.Lock() for leg in todo}
+
+    def get(self, version: str) -> tuple[Path, Path] | None:
+        with self.locks[version]:
+            if version not in self.made:
+                self.made[version] = self._make(version)
+            return self.made[version]
+
+    def _make(self, version: str) -> tuple[Path, Path] | None:
+        exe = find_python(version)
+        if exe is None:
+            return None
+        wanted = {e for leg in self.todo if leg.python == version for e in leg.extras.split(",")}
+        extras = ",".join(sorted(wanted))
+        say(f"=== Python {version} ({exe}): installing {self.wheel.name}[{extras}]")
+        return venv_for(version, exe, self.wheel, extras), tree_for(version)
+
+
+def run_lane(lane: list[Leg], envs: Envs) -> None:
+    """The lane's legs, one after the other."""
+    for leg in lane:
+        try:
+            env = envs.get(leg.python)
+            if env is None:
+                leg.outcome = f"NOT RUN: Python {leg.python} is not on this machine"
+                say(f"=== {leg.label}: {leg.outcome}")
+                continue
+            run_leg(leg, *env)
+        except Exception as exc:  # a leg that cannot start fails; the other lane goes on
+            leg.ok, leg.outcome = False, f"did not run: {type(exc).__name__}: {exc}"
+            say(f"=== {leg.label}: {leg.outcome}")
 
 
 def main() -> int:
@@ -205,29 +273,21 @@ def main() -> int:
         return 2
     wheel = wheels[0].resolve()
     print(f"testing {wheel.name}, installed in a virtual environment of its own per Python")
-    todo = legs()
-    if args.only:
-        todo = [leg for leg in todo if leg.python in args.only.split(",")]
-    envs: dict[str, tuple[Path, Path] | None] = {}
-    for leg in todo:
-        if leg.python not in envs:
-            exe = find_python(leg.python)
-            if exe is None:
-                envs[leg.python] = None
-            else:
-                wanted = {e for lg in todo if lg.python == leg.python for e in lg.extras.split(",")}
-                extras = ",".join(sorted(wanted))
-                print(f"\n=== Python {leg.python} ({exe}): installing {wheel.name}[{extras}]")
-                envs[leg.python] = (venv_for(leg.python, exe, wheel, extras), tree_for(leg.python))
-        env = envs[leg.python]
-        if env is None:
-            leg.outcome = f"NOT RUN: Python {leg.python} is not on this machine"
-            print(f"\n=== {leg.label}: {leg.outcome}", flush=True)
-            continue
-        run_leg(leg, *env)
+    todo = [
+        [leg for leg in lane if not args.only or leg.python in args.only.split(",")]
+        for lane in lanes()
+    ]
+    every = [leg for lane in todo for leg in lane]
+    WORK.mkdir(parents=True, exist_ok=True)
+    envs = Envs(wheel, every)
+    threads = [threading.Thread(target=run_lane, args=(lane, envs)) for lane in todo if lane]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     print("\n=== the wheel's tests, per Python and start method")
     passed = failed = skipped = 0
-    for leg in todo:
+    for leg in every:
         print(f"{leg.label:<45} {leg.seconds:6.0f} s  {leg.outcome}")
         counts = {k: int(n) for n, k in re.findall(r"(\d+) (\w+)", leg.outcome)}
         broken = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
@@ -237,7 +297,7 @@ def main() -> int:
         failed += broken
         skipped += counts.get("skipped", 0)
     print(f"wheel: {passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if all(leg.ok for leg in todo) else 1
+    return 0 if all(leg.ok for leg in every) else 1
 
 
 if __name__ == "__main__":
