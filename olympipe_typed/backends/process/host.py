@@ -4,6 +4,7 @@ reports errors; and the stage, pickled for it."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import signal
@@ -181,7 +182,14 @@ def _settle_in_process() -> None:
     - multiprocessing forbids daemonic processes to have children; a stage that runs a
       pipeline of its own needs them. Our workers need no daemon flag inside: the caller
       stops them, and each one exits by itself when its parent dies (``_watch_parent``).
+    - What the worker has at its start (a forked caller's whole heap: its modules, its data)
+      is moved out of reach of the cyclic garbage collector (``gc.freeze``). A collection
+      of the oldest generation would otherwise visit every object the caller made, writing
+      to each one's header: the kernel then copies every page that holds one, in every
+      worker, and the worker pays for the visit. The worker's own objects are collected as
+      usual; what it inherited is shared with the caller, and stays so.
     """
+    gc.freeze()
     futures_thread = sys.modules.get("concurrent.futures.thread")
     if futures_thread is not None:
         futures_thread._threads_queues.clear()
