@@ -23,7 +23,8 @@ timeouts waited for):
   tests them; the inline reference runs inside each conformance test on every leg.)
 
 A leg's output goes to ``build/wheeltest/<leg>.log`` and is printed whole when the leg ends, so
-that two legs never interleave their lines. Each leg has a pytest ``--basetemp`` of its own.
+that two legs never interleave their lines. Each leg has a copy of the tests and a pytest
+``--basetemp`` of its own.
 The tests' leak checks are per process (children of the test process, shared memory named by
 its pid), so a leg never takes another's processes or segments for its own.
 """
@@ -104,6 +105,11 @@ class Leg:
     seconds: float = 0.0
 
     @property
+    def name(self) -> str:
+        """``3.11-spawn``: the leg's log, test tree and temporary folder are named after it."""
+        return f"{self.python}-{self.start_method or 'fork'}"
+
+    @property
     def label(self) -> str:
         method = self.start_method or "fork"
         scope = "whole suite" if self.tests == ["tests"] else "conformance, faults"
@@ -164,9 +170,10 @@ def venv_for(version: str, exe: str, wheel: Path, extras: str) -> Path:
     return python
 
 
-def tree_for(version: str) -> Path:
-    """A copy of what the tests read, without the package: they can import only the wheel's."""
-    tree = WORK / f"tree-{version}"
+def tree_for(name: str) -> Path:
+    """A copy of what the tests read, without the package: they can import only the wheel's.
+    One per leg (``name``): two legs of one Python may run at once."""
+    tree = WORK / f"tree-{name}"
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     for name in TREE:
@@ -201,7 +208,7 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
         # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
         env["OLYMPIPE_TYPED_TEST_START_METHOD"] = leg.start_method
         env["PYTHONPATH"] = str(tree / "tests" / "site")
-    name = f"{leg.python}-{leg.start_method or 'fork'}"
+    name = leg.name
     log = WORK / f"{name}.log"
     with tempfile.TemporaryDirectory(prefix=f"wheeltest-{name}-") as temp:
         command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--durations=5",
@@ -223,40 +230,40 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
 
 
 class Envs:
-    """One virtual environment and test tree per Python, made once, by the first lane to ask."""
+    """One virtual environment per Python, made once, by the first lane to ask."""
 
     def __init__(self, wheel: Path, todo: list[Leg]) -> None:
         self.wheel = wheel
         self.todo = todo
-        self.made: dict[str, tuple[Path, Path] | None] = {}
+        self.made: dict[str, Path | None] = {}
         self.locks = {leg.python: threading.Lock() for leg in todo}
 
-    def get(self, version: str) -> tuple[Path, Path] | None:
+    def get(self, version: str) -> Path | None:
         with self.locks[version]:
             if version not in self.made:
                 self.made[version] = self._make(version)
             return self.made[version]
 
-    def _make(self, version: str) -> tuple[Path, Path] | None:
+    def _make(self, version: str) -> Path | None:
         exe = find_python(version)
         if exe is None:
             return None
         wanted = {e for leg in self.todo if leg.python == version for e in leg.extras.split(",")}
         extras = ",".join(sorted(wanted))
         say(f"=== Python {version} ({exe}): installing {self.wheel.name}[{extras}]")
-        return venv_for(version, exe, self.wheel, extras), tree_for(version)
+        return venv_for(version, exe, self.wheel, extras)
 
 
 def run_lane(lane: list[Leg], envs: Envs) -> None:
     """The lane's legs, one after the other."""
     for leg in lane:
         try:
-            env = envs.get(leg.python)
-            if env is None:
+            python = envs.get(leg.python)
+            if python is None:
                 leg.outcome = f"NOT RUN: Python {leg.python} is not on this machine"
                 say(f"=== {leg.label}: {leg.outcome}")
                 continue
-            run_leg(leg, *env)
+            run_leg(leg, python, tree_for(leg.name))
         except Exception as exc:  # a leg that cannot start fails; the other lane goes on
             leg.ok, leg.outcome = False, f"did not run: {type(exc).__name__}: {exc}"
             say(f"=== {leg.label}: {leg.outcome}")
