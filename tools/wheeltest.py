@@ -132,11 +132,6 @@ def lanes() -> list[list[Leg]]:
     ]
 
 
-def legs() -> list[Leg]:
-    """The legs of ``make test``, lane by lane."""
-    return [leg for lane in lanes() for leg in lane]
-
-
 def find_python(version: str) -> str | None:
     """An interpreter of ``version`` ("3.12"): on PATH, else under pyenv; None if none runs."""
     pyenv = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
