@@ -203,7 +203,7 @@ def run_leg(leg: Leg, python: Path, tree: Path) -> None:
         # the tests, the scripts they start and the examples alike (tests/site/sitecustomize.py).
         env["OLYMPIPE_TYPED_TEST_START_METHOD"] = leg.start_method
         env["PYTHONPATH"] = str(tree / "tests" / "site")
-    name = leg.name
+    name = leg.name  # the log, the test tree and the temporary folder are named after it
     log = WORK / f"{name}.log"
     with tempfile.TemporaryDirectory(prefix=f"wheeltest-{name}-") as temp:
         command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--durations=5",
